@@ -1,0 +1,180 @@
+"""The shared "write protected copies" job behind `protect images`, `protect t2ue apply` and `protect watermark embed`.
+
+It owns everything that must behave the same for every method: reading a folder or an `.npz`, mirroring paths into
+the destination, atomic writes, per-image quality rows, skipped files, `--resume`, and the JSON/HTML reports.
+The methods only turn original pixels into protected pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from protect.errors import ConfigError, ProtectError
+from protect.imageio import (
+    LOSSY_FORMATS,
+    ArrayDataset,
+    Picture,
+    check_destination,
+    find_images,
+    load_image,
+    load_npz,
+    output_path,
+    save_image,
+    save_npz,
+)
+from protect.metrics import perturbation_kept, quality_row
+from protect.report import REPORT_NAME, write_html_report, write_json_report
+
+log = logging.getLogger(__name__)
+
+PROGRESS_NAME = ".protect-progress.jsonl"
+HTML_ROWS = 48
+
+
+@dataclass
+class WriteOptions:
+    """How protected copies are written."""
+
+    fmt: str = "png"
+    quality: int = 95
+    keep_exif: bool = False
+    resume: bool = False
+    report_name: str = REPORT_NAME
+
+
+@dataclass
+class CopyJob:
+    """One run from a source (folder or `.npz`) to a destination folder or `.npz`.
+
+    Example:
+        job = CopyJob("photos", "protected", settings={"method": "beo"})
+        for path in job.pending():
+            picture = job.load(path)
+            if picture is not None:
+                job.write(picture, protect_pixels(picture.pixels))
+        job.finish()
+    """
+
+    src: Path
+    dst: Path
+    settings: dict[str, Any] = field(default_factory=dict)
+    options: WriteOptions = field(default_factory=WriteOptions)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    _thumbs: list[tuple[dict[str, Any], np.ndarray, np.ndarray]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.src, self.dst = Path(self.src), Path(self.dst)
+        check_destination(self.src, self.dst)
+        if self.is_npz and self.dst.suffix != ".npz":
+            raise ConfigError(f"an .npz source needs an .npz --out, got {self.dst}")
+        if not self.is_npz and self.dst.suffix == ".npz":
+            raise ConfigError(f"a folder source needs a folder --out, got {self.dst}")
+        self.report_dir.mkdir(parents=True, exist_ok=True)
+        if self.options.resume:
+            self.rows = self._read_progress()
+        else:
+            (self.report_dir / PROGRESS_NAME).unlink(missing_ok=True)
+
+    @property
+    def is_npz(self) -> bool:
+        return self.src.is_file() and self.src.suffix == ".npz"
+
+    @property
+    def report_dir(self) -> Path:
+        """Reports go into the output folder, or beside an output `.npz` in `<stem>-report/`."""
+        return self.dst.with_name(self.dst.stem + "-report") if self.is_npz else self.dst
+
+    # -- folders -----------------------------------------------------------------------------------------
+    def pending(self) -> list[Path]:
+        """Source files still to do (all of them unless resuming)."""
+        if self.is_npz:
+            raise ConfigError("pending() is for folder sources; use load_dataset() for .npz")
+        if not self.src.is_dir():
+            raise ConfigError(f"{self.src} is neither a folder nor an .npz file")
+        done = {r["source"] for r in self.rows}
+        files = [p for p in find_images(self.src) if str(p) not in done]
+        if self.rows:
+            log.info("resuming: %d done, %d to go", len(self.rows), len(files))
+        return files
+
+    def load(self, path: Path) -> Picture | None:
+        """Decode one source file, or record it as skipped (with the reason) and return None."""
+        try:
+            return load_image(path, root=self.src, keep_exif=self.options.keep_exif)
+        except ProtectError as e:
+            self.skip(path, str(e))
+            return None
+
+    def skip(self, path: Path | str, reason: str) -> None:
+        log.warning("skipped %s: %s", path, reason)
+        self.skipped.append({"source": str(path), "reason": reason})
+
+    def write(self, picture: Picture, protected: np.ndarray, **extra: Any) -> dict[str, Any]:
+        """Save one protected copy atomically, measure it as saved, and record progress."""
+        out = output_path(self.dst, picture.rel, self.options.fmt)
+        saved = save_image(picture.with_pixels(protected), out, self.options.fmt, self.options.quality)
+        row = {
+            "source": picture.source,
+            "output": str(out),
+            "width": picture.width,
+            "height": picture.height,
+            **quality_row(picture.pixels, saved),
+            **extra,
+        }
+        if self.options.fmt in LOSSY_FORMATS:
+            row["perturbation_kept"] = round(perturbation_kept(picture.pixels, protected, saved), 4)
+        self._record(row, picture.pixels, saved)
+        return row
+
+    # -- arrays ------------------------------------------------------------------------------------------
+    def load_dataset(self) -> ArrayDataset:
+        return load_npz(self.src)
+
+    def write_dataset(self, original: ArrayDataset, protected: np.ndarray) -> None:
+        """Save the protected `.npz` (labels and extra arrays carried over) and one quality row per image."""
+        if protected.shape != original.x.shape or protected.dtype != np.uint8:
+            raise ValueError(f"expected uint8 {original.x.shape}, got {protected.dtype} {protected.shape}")
+        save_npz(self.dst, ArrayDataset(x=protected, y=original.y, extras=original.extras))
+        self.rows = []
+        for i, (a, b) in enumerate(zip(original.x, protected)):
+            row = {"source": f"{self.src}[{i}]", "output": f"{self.dst}[{i}]",
+                   "width": int(a.shape[1]), "height": int(a.shape[0]), **quality_row(a, b)}
+            self._record(row, a, b, progress=False)
+
+    # -- reports -----------------------------------------------------------------------------------------
+    def finish(self) -> int:
+        """Write the reports; exit status 0 if anything was protected, 2 if nothing could be."""
+        write_json_report(self.report_dir, settings=self.settings, rows=self.rows, skipped=self.skipped,
+                          name=self.options.report_name)
+        write_html_report(self.report_dir, self._thumbs, title=f"protect: {self.src} -> {self.dst}")
+        return 0 if self.rows else 2
+
+    def _record(self, row: dict[str, Any], before: np.ndarray, after: np.ndarray, progress: bool = True) -> None:
+        self.rows.append(row)
+        if len(self._thumbs) < HTML_ROWS:
+            self._thumbs.append((row, before, after))
+        if progress:
+            with open(self.report_dir / PROGRESS_NAME, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(row) + "\n")
+                fh.flush()
+
+    def _read_progress(self) -> list[dict[str, Any]]:
+        path = self.report_dir / PROGRESS_NAME
+        if not path.exists():
+            return []
+        rows = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by a kill: that image is simply redone
+                continue
+            if Path(row.get("output", "")).exists():
+                rows.append(row)
+        return rows

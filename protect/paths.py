@@ -1,0 +1,50 @@
+"""Where protect keeps user state, and atomic file writes shared by every part."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+
+def home() -> Path:
+    """The user state directory: `$PROTECT_HOME`, else the platform's app dir for "protect"."""
+    env = os.environ.get("PROTECT_HOME")
+    path = Path(env) if env else Path(click.get_app_dir("protect"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside `dest`; rename it over `dest` only if the block succeeds.
+
+    A killed process or a full disk therefore leaves either the old file or the new one, never half of one.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp" + dest.suffix, dir=dest.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, dest)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(dest: str | os.PathLike[str], data: bytes) -> None:
+    """Write `data` to `dest` atomically."""
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(dest: str | os.PathLike[str], text: str) -> None:
+    """Write UTF-8 `text` to `dest` atomically."""
+    atomic_write_bytes(dest, text.encode("utf-8"))

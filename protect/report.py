@@ -1,0 +1,103 @@
+"""Run reports: `protect-report.json` (settings + one row per image) and `report.html` (before/after thumbnails)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from protect.paths import atomic_write_text
+
+REPORT_NAME = "protect-report.json"
+HTML_NAME = "report.html"
+THUMB = 192
+
+
+def write_json_report(
+    dst: str | Path,
+    *,
+    settings: dict[str, Any],
+    rows: list[dict[str, Any]],
+    skipped: list[dict[str, str]],
+    name: str = REPORT_NAME,
+) -> Path:
+    """Write the machine-readable report atomically and return its path."""
+    path = Path(dst) / name
+    finite = [r["psnr"] for r in rows if isinstance(r.get("psnr"), (int, float))]
+    body = {
+        "protect_version": _version(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "settings": settings,
+        "summary": {
+            "protected": len(rows),
+            "skipped": len(skipped),
+            "max_linf": max((r["linf"] for r in rows), default=0),
+            "mean_psnr": round(float(np.mean(finite)), 3) if finite else None,
+        },
+        "images": rows,
+        "skipped": skipped,
+    }
+    atomic_write_text(path, json.dumps(body, indent=2, default=_jsonable) + "\n")
+    return path
+
+
+def write_html_report(
+    dst: str | Path, pairs: Iterable[tuple[dict[str, Any], np.ndarray, np.ndarray]], *, title: str
+) -> Path:
+    """Before/after/difference thumbnails for each (row, original pixels, saved pixels), one self-contained page."""
+    cells = []
+    for row, before, after in pairs:
+        diff = np.abs(before.astype(np.int16) - after.astype(np.int16))
+        gain = 255.0 / max(int(diff.max()), 1)
+        diff_img = np.clip(diff * gain, 0, 255).astype(np.uint8)
+        stats = ", ".join(f"{k} {row[k]}" for k in ("psnr", "ssim", "linf") if k in row)
+        cells.append(
+            "<tr>"
+            f"<td>{html.escape(str(row.get('source', '')))}</td>"
+            f"<td>{_img_tag(before)}</td><td>{_img_tag(after)}</td><td>{_img_tag(diff_img)}</td>"
+            f"<td>{html.escape(stats)}</td></tr>"
+        )
+    page = (
+        "<!doctype html><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif}td{padding:4px;vertical-align:top}img{max-width:192px}</style>"
+        f"<h1>{html.escape(title)}</h1>"
+        "<p>Difference images are amplified so the largest change is white.</p>"
+        "<table><tr><th>source</th><th>original</th><th>protected</th><th>difference</th><th>quality</th></tr>"
+        + "".join(cells)
+        + "</table>\n"
+    )
+    path = Path(dst) / HTML_NAME
+    atomic_write_text(path, page)
+    return path
+
+
+def _img_tag(pixels: np.ndarray) -> str:
+    arr = pixels[:, :, 0] if pixels.shape[2] == 1 else pixels
+    im = Image.fromarray(arr)
+    im.thumbnail((THUMB, THUMB))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return f"<img src='data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}'>"
+
+
+def _version() -> str:
+    from protect import __version__
+
+    return __version__
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, (np.integer, np.floating)):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -1,0 +1,34 @@
+"""Test-wide fixtures: user state in a temp dir, no network, small thread counts."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def protect_home(tmp_path, monkeypatch):
+    """Every test gets its own PROTECT_HOME."""
+    home = tmp_path / "protect-home"
+    monkeypatch.setenv("PROTECT_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return home
+
+
+_real_connect = socket.socket.connect
+
+
+def _guarded_connect(self, address):
+    host = address[0] if isinstance(address, tuple) else address
+    if isinstance(host, str) and not (
+        host.startswith("127.") or host in ("localhost", "::1") or self.family == socket.AF_UNIX
+    ):
+        raise RuntimeError(f"tests must not use the network (tried {address!r})")
+    return _real_connect(self, address)
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Any connection outside loopback fails loudly: tests never download."""
+    monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
