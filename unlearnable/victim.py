@@ -1,0 +1,119 @@
+"""The evaluation harness: train a victim on released data, report its accuracy on clean test data.
+
+Every arm of a benchmark (clean, protected, mixed, JPEG, greyscale...) goes through the same `Recipe`, so differences come
+from the data alone (the authors of several unlearnable-example papers trained their arms with different recipes; we
+pin one and report it). Standard CIFAR recipe: ResNet-18, SGD 0.1 momentum 0.9, weight decay 5e-4, cosine schedule,
+batch 128, random crop (pad 4) + horizontal flip.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from unlearnable.resnet import resnet18
+
+MEAN = (0.4914, 0.4822, 0.4465)
+STD = (0.2470, 0.2435, 0.2616)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How every victim is trained; `width` 64 is the standard ResNet-18, smaller widths fit a CPU budget."""
+
+    arch: str = "resnet18"
+    width: int = 64
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    augment: bool = True
+
+
+@dataclass
+class VictimResult:
+    test_acc: float
+    train_acc: float
+    seconds: float
+    recipe: dict
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def to_tensor(x: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, C) -> float (N, C, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float().div_(255)
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    c = x.shape[1]
+    mean = torch.tensor(MEAN[:c], device=x.device).view(1, c, 1, 1)
+    std = torch.tensor(STD[:c], device=x.device).view(1, c, 1, 1)
+    return (x - mean) / std
+
+
+def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random crop with 4-pixel zero padding and a random horizontal flip, per sample."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (4, 4, 4, 4))
+    dy = torch.randint(0, 9, (n,), generator=gen)
+    dx = torch.randint(0, 9, (n,), generator=gen)
+    flip = torch.rand(n, generator=gen) < 0.5
+    out = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
+    out[flip] = out[flip].flip(-1)
+    return out
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
+    model.eval()
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        correct += int((model(normalize(x[i : i + batch_size])).argmax(1) == y[i : i + batch_size]).sum())
+    return correct / max(len(x), 1)
+
+
+def train_victim(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    *,
+    recipe: Recipe = Recipe(),
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> VictimResult:
+    """Train a fresh victim on (x_train, y_train) with `recipe`; return its clean test accuracy."""
+    if recipe.arch != "resnet18":
+        raise ValueError(f"unknown victim arch {recipe.arch!r} (only resnet18)")
+    start = time.perf_counter()
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    model = resnet18(width=recipe.width, num_classes=num_classes).to(device)
+    xt, yt = to_tensor(x_train), torch.as_tensor(y_train, dtype=torch.long)
+    opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                          weight_decay=recipe.weight_decay, nesterov=False)
+    steps_per_epoch = (len(xt) + recipe.batch_size - 1) // recipe.batch_size
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=recipe.epochs * steps_per_epoch)
+    for _ in range(recipe.epochs):
+        model.train()
+        order = torch.randperm(len(xt), generator=gen)
+        for i in range(0, len(xt), recipe.batch_size):
+            idx = order[i : i + recipe.batch_size]
+            xb = augment(xt[idx], gen) if recipe.augment else xt[idx]
+            loss = F.cross_entropy(model(normalize(xb.to(device))), yt[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    test_acc = accuracy(model, to_tensor(x_test).to(device), torch.as_tensor(y_test).to(device))
+    train_acc = accuracy(model, xt.to(device), yt.to(device))
+    return VictimResult(test_acc=test_acc, train_acc=train_acc, seconds=time.perf_counter() - start,
+                        recipe=asdict(recipe))
