@@ -1,0 +1,204 @@
+"""Python API: mark a release (`embed_folder`, `embed_arrays`) and verify a suspect set (`verify`, `verify_arrays`).
+
+Example:
+    from watermark.api import embed_folder, verify
+    embed_folder("photos", "release", message="AB", key=b"secret", tau=0.8)
+    print(verify("leaked", key=b"secret", message="AB").verdict)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from protect.batch import CopyJob, WriteOptions
+from protect.errors import ConfigError, ProtectError
+from protect.imageio import find_images, load_image, load_npz
+from watermark.backends import WatermarkBackend, create_backend
+from watermark.codec import (
+    CRC_BITS,
+    Layout,
+    assign,
+    baseline_layout,
+    choose_layout,
+    coverage_probability,
+    images_needed,
+    make_word,
+    parse_bits,
+    submessages,
+    text_to_bits,
+    worst_case_images,
+)
+from watermark.verify import Verdict, verdict_from_scores
+
+MANIFEST_NAME = "watermark-manifest.json"
+KEY_ENV = "PROTECT_WATERMARK_KEY"
+
+
+@dataclass
+class WatermarkSettings:
+    """Everything a verifier needs besides the key (written to the manifest)."""
+
+    message_bits: int
+    tau: float = 0.8
+    backend: str = "dwtdct"
+    strength: float | None = None
+
+    def layout(self) -> Layout:
+        word = self.message_bits + CRC_BITS
+        return choose_layout(word, self.tau) if self.tau > 0 else baseline_layout(word)
+
+    def resolved_strength(self, backend: WatermarkBackend) -> float:
+        return backend.default_strength if self.strength is None else self.strength
+
+
+def message_to_bits(message: str) -> np.ndarray:
+    """Text, or a bit string written as 'bits:0101...'."""
+    return parse_bits(message[5:]) if message.startswith("bits:") else text_to_bits(message)
+
+
+def resolve_key(key: str | None = None, key_file: str | Path | None = None) -> bytes:
+    """The key from --key, --key-file or $PROTECT_WATERMARK_KEY (exactly one source)."""
+    given = [k for k in (key, key_file) if k is not None]
+    if len(given) > 1:
+        raise ConfigError("give the key once: --key or --key-file, not both")
+    if key_file is not None:
+        try:
+            raw = Path(key_file).read_bytes().strip()
+        except OSError as e:
+            raise ConfigError(f"cannot read --key-file {key_file}: {e.strerror}") from e
+    else:
+        raw = (key if key is not None else os.environ.get(KEY_ENV, "")).encode()
+    if not raw:
+        raise ConfigError(f"no key: pass --key, --key-file or set {KEY_ENV}")
+    return raw
+
+
+def coverage_table(layout: Layout, n_images: int) -> dict[str, Any]:
+    """How many leaked images recover the message (coverage only, error-free extraction assumed)."""
+    return {
+        "worst_case_images": worst_case_images(layout, n_images),
+        "random_images_for_95pct": images_needed(layout, 0.95, n_images) if n_images else None,
+        "random_images_for_99pct": images_needed(layout, 0.99, n_images) if n_images else None,
+        "coverage_probability": {str(m): round(coverage_probability(layout, m, n_images), 4)
+                                 for m in (5, 10, 20, 50) if m <= n_images},
+    }
+
+
+def embed_arrays(images: list[np.ndarray] | np.ndarray, message_bits: np.ndarray, key: bytes, *,
+                 settings: WatermarkSettings, backend: WatermarkBackend | None = None,
+                 positions: np.ndarray | None = None, n_total: int | None = None) -> list[np.ndarray]:
+    """Mark uint8 (H, W, C) images; image i gets the combination of release position `positions[i]`."""
+    backend = backend or create_backend(settings.backend)
+    layout = settings.layout()
+    subs = submessages(make_word(message_bits), layout, key)
+    n = len(images) if n_total is None else n_total
+    combos = assign(n, layout, key)
+    pos = np.arange(len(images)) if positions is None else positions
+    strength = settings.resolved_strength(backend)
+    return [backend.embed(img, subs[combos[p]], strength) for img, p in zip(images, pos)]
+
+
+def embed_folder(src: str | Path, dst: str | Path, *, message: str, key: bytes, tau: float = 0.8,
+                 backend: str = "dwtdct", strength: float | None = None,
+                 options: WriteOptions | None = None) -> CopyJob:
+    """Write watermarked copies of a folder or `.npz` and `watermark-manifest.json` (settings, quality; no key)."""
+    bits = message_to_bits(message)
+    settings = WatermarkSettings(message_bits=len(bits), tau=tau, backend=backend, strength=strength)
+    wm = create_backend(backend)
+    layout = settings.layout()
+    options = options or WriteOptions()
+    options.report_name = MANIFEST_NAME
+    job = CopyJob(Path(src), Path(dst), settings={}, options=options)
+    if job.is_npz:
+        data = job.load_dataset()
+        n = len(data.x)
+        marked = np.stack(embed_arrays(list(data.x), bits, key, settings=settings, backend=wm))
+    else:
+        files = find_images(job.src)
+        n = len(files)
+        index = {str(p): i for i, p in enumerate(files)}
+    job.settings = {**asdict(settings), "strength": settings.resolved_strength(wm), "layout": layout.summary(),
+                    "images": n, "coverage": coverage_table(layout, n), "key": "not stored"}
+    if job.is_npz:
+        job.write_dataset(data, marked)
+        return job
+    for path in job.pending():
+        picture = job.load(path)
+        if picture is None:
+            continue
+        try:
+            out = embed_arrays([picture.pixels], bits, key, settings=settings, backend=wm,
+                               positions=np.array([index[str(path)]]), n_total=n)[0]
+        except ConfigError as e:
+            job.skip(path, str(e))
+            continue
+        job.write(picture, out)
+    return job
+
+
+def verify_arrays(images: list[np.ndarray], key: bytes, *, settings: WatermarkSettings,
+                  message: str | None = None, backend: WatermarkBackend | None = None, **kwargs: Any) -> Verdict:
+    """Extract every image once, then decode and decide (`watermark.verify`)."""
+    backend = backend or create_backend(settings.backend)
+    layout = settings.layout()
+    strength = settings.resolved_strength(backend)
+    scores, reasons = [], []
+    for img in images:
+        try:
+            scores.append(backend.extract(img, layout.sub_bits, strength))
+        except ConfigError as e:
+            reasons.append(str(e))
+    if not scores:
+        raise ConfigError(reasons[0] if reasons else "no images to verify")
+    claimed = None
+    if message is not None:
+        bits = message_to_bits(message)
+        if len(bits) != settings.message_bits:
+            raise ConfigError(f"--message has {len(bits)} bits but the release carries {settings.message_bits}")
+        claimed = make_word(bits)
+    return verdict_from_scores(np.stack(scores), layout, key, claimed_word=claimed, images_read=len(images), **kwargs)
+
+
+def read_suspect(suspect: str | Path) -> list[np.ndarray]:
+    """Pixels of every readable image in a folder, one file or an `.npz` (unreadable files are passed over)."""
+    path = Path(suspect)
+    if not path.exists():
+        raise ConfigError(f"{suspect} does not exist")
+    if path.is_file() and path.suffix == ".npz":
+        return list(load_npz(path).x)
+    files = [path] if path.is_file() else find_images(path)
+    images = []
+    for f in files:
+        try:
+            images.append(load_image(f).pixels)
+        except ProtectError:
+            continue
+    return images
+
+
+def read_manifest(path: str | Path) -> WatermarkSettings:
+    try:
+        s = json.loads(Path(path).read_text(encoding="utf-8"))["settings"]
+        return WatermarkSettings(message_bits=int(s["message_bits"]), tau=float(s["tau"]), backend=s["backend"],
+                                 strength=s["strength"])
+    except (OSError, KeyError, ValueError, TypeError) as e:
+        raise ConfigError(f"{path} is not a readable {MANIFEST_NAME}: {e}") from e
+
+
+def verify(suspect: str | Path, key: bytes, *, message: str | None = None, settings: WatermarkSettings | None = None,
+           **kwargs: Any) -> Verdict:
+    """Verify a folder, image or `.npz`; without `settings` the message length comes from `message`."""
+    if settings is None:
+        if message is None:
+            raise ConfigError("verify needs the message length: pass --message, --message-bits or --manifest")
+        settings = WatermarkSettings(message_bits=len(message_to_bits(message)))
+    images = read_suspect(suspect)
+    if not images:
+        raise ConfigError(f"no readable images in {suspect}")
+    return verify_arrays(images, key, settings=settings, message=message, **kwargs)
