@@ -1,0 +1,273 @@
+"""SQLite connections and schema for the memory store.
+
+SuperLocalMemory v2.7 (Bhardwaj, arXiv 2603.02240) keeps everything in one SQLite file with WAL and a 5 s busy
+timeout, but never turns `PRAGMA foreign_keys` on, so its `ON DELETE CASCADE` clauses are inert, and its
+`content_hash` is unique across all profiles. Here every connection enables foreign keys, the hash is unique per
+namespace, every derived table (embeddings, graph, entities, events, confirmations) cascades from `memories`,
+and writes are short `BEGIN IMMEDIATE` transactions retried while another process holds the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from protect.errors import ConfigError, IntegrityError
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS agents (
+    agent_id   TEXT PRIMARY KEY,
+    alpha      REAL NOT NULL,
+    beta       REAL NOT NULL,
+    pinned     INTEGER NOT NULL DEFAULT 0,
+    updated_at REAL NOT NULL,
+    first_seen REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS memories (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    namespace    TEXT NOT NULL,
+    content      TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    tags         TEXT NOT NULL DEFAULT '[]',
+    agent_id     TEXT NOT NULL REFERENCES agents(agent_id),
+    session      TEXT NOT NULL DEFAULT '',
+    transport    TEXT NOT NULL DEFAULT 'api',
+    importance   INTEGER NOT NULL DEFAULT 5,
+    status       TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'quarantined')),
+    flags        TEXT NOT NULL DEFAULT '[]',
+    created_at   REAL NOT NULL,
+    updated_at   REAL NOT NULL,
+    UNIQUE (namespace, content_hash)
+);
+CREATE INDEX IF NOT EXISTS memories_ns_created ON memories (namespace, created_at);
+CREATE INDEX IF NOT EXISTS memories_agent ON memories (agent_id, created_at);
+CREATE VIRTUAL TABLE IF NOT EXISTS memories_fts USING fts5 (
+    content, tags, content='memories', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER IF NOT EXISTS memories_ai AFTER INSERT ON memories BEGIN
+    INSERT INTO memories_fts (rowid, content, tags) VALUES (new.id, new.content, new.tags);
+    UPDATE meta SET value = value + 1 WHERE key = 'generation';
+END;
+CREATE TRIGGER IF NOT EXISTS memories_ad AFTER DELETE ON memories BEGIN
+    INSERT INTO memories_fts (memories_fts, rowid, content, tags) VALUES ('delete', old.id, old.content, old.tags);
+    UPDATE meta SET value = value + 1 WHERE key IN ('generation', 'removals');
+END;
+CREATE TRIGGER IF NOT EXISTS memories_au AFTER UPDATE OF content, tags, namespace ON memories BEGIN
+    INSERT INTO memories_fts (memories_fts, rowid, content, tags) VALUES ('delete', old.id, old.content, old.tags);
+    INSERT INTO memories_fts (rowid, content, tags) VALUES (new.id, new.content, new.tags);
+    UPDATE meta SET value = value + 1 WHERE key IN ('generation', 'removals');
+END;
+CREATE TABLE IF NOT EXISTS embeddings (
+    memory_id INTEGER PRIMARY KEY REFERENCES memories(id) ON DELETE CASCADE,
+    model     TEXT NOT NULL,
+    vector    BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS edges (
+    src    INTEGER NOT NULL REFERENCES memories(id) ON DELETE CASCADE,
+    dst    INTEGER NOT NULL REFERENCES memories(id) ON DELETE CASCADE,
+    weight REAL NOT NULL,
+    PRIMARY KEY (src, dst)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS edges_dst ON edges (dst);
+CREATE TABLE IF NOT EXISTS entities (
+    memory_id INTEGER NOT NULL REFERENCES memories(id) ON DELETE CASCADE,
+    entity    TEXT NOT NULL,
+    PRIMARY KEY (memory_id, entity)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS confirmations (
+    memory_id  INTEGER NOT NULL REFERENCES memories(id) ON DELETE CASCADE,
+    agent_id   TEXT NOT NULL REFERENCES agents(agent_id),
+    created_at REAL NOT NULL,
+    PRIMARY KEY (memory_id, agent_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    id         INTEGER PRIMARY KEY,
+    memory_id  INTEGER REFERENCES memories(id) ON DELETE CASCADE,
+    agent_id   TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    detail     TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_memory ON events (memory_id);
+CREATE INDEX IF NOT EXISTS events_agent ON events (agent_id, kind, created_at);
+CREATE TABLE IF NOT EXISTS trust_signals (
+    id          INTEGER PRIMARY KEY,
+    agent_id    TEXT NOT NULL REFERENCES agents(agent_id),
+    signal      TEXT NOT NULL,
+    d_alpha     REAL NOT NULL,
+    d_beta      REAL NOT NULL,
+    trust_after REAL NOT NULL,
+    memory_id   INTEGER REFERENCES memories(id) ON DELETE SET NULL,
+    created_at  REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS trust_signals_agent ON trust_signals (agent_id, created_at);
+CREATE INDEX IF NOT EXISTS trust_signals_memory ON trust_signals (memory_id);
+"""
+
+
+def connect(path: str | Path, *, busy_timeout: float = 10.0, create: bool = True) -> sqlite3.Connection:
+    """Open `path` with the store's pragmas, creating the schema if needed.
+
+    A file that is not a SQLite database raises `IntegrityError` and is left byte-for-byte untouched.
+    """
+    path = str(path)
+    if path != ":memory:":
+        p = Path(path)
+        if not p.exists() and not create:
+            raise ConfigError(f"memory database {path} does not exist")
+        if p.exists() and p.is_dir():
+            raise ConfigError(f"memory database path {path} is a directory")
+        p.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA schema_version").fetchone()  # reads the header: fails on a non-database file
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA secure_delete = ON")
+        if path != ":memory:":
+            _retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone(), busy_timeout)
+        conn.execute("PRAGMA synchronous = NORMAL")
+        _ensure_schema(conn, busy_timeout)
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        if _is_locked(e):
+            raise IntegrityError(f"memory database {path} is locked by another process: {e}") from e
+        raise IntegrityError(
+            f"memory database {path} is corrupt or not a SQLite database ({e}); left untouched"
+        ) from e
+    return conn
+
+
+def fts5_available() -> bool:
+    """Probe the linked SQLite for FTS5 (the store needs it; CPython builds normally include it)."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.execute("CREATE VIRTUAL TABLE temp.probe USING fts5(x)")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.close()
+
+
+def _ensure_schema(conn: sqlite3.Connection, busy_timeout: float) -> None:
+    row = _table_exists(conn, "meta") and conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+    if row:
+        if int(row[0]) > SCHEMA_VERSION:
+            raise IntegrityError(
+                f"memory database has schema {row[0]}, newer than this protect ({SCHEMA_VERSION})"
+            )
+        return
+    if not fts5_available():
+        raise IntegrityError("this Python's SQLite lacks FTS5; install a CPython built with FTS5")
+
+    def create() -> None:
+        with transaction(conn, busy_timeout=busy_timeout):
+            if (
+                _table_exists(conn, "meta")
+                and conn.execute("SELECT 1 FROM meta WHERE key='schema'").fetchone()
+            ):
+                return  # another process created it while we waited
+            for statement in _statements(SCHEMA):
+                conn.execute(statement)
+            conn.executemany(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+                [("schema", str(SCHEMA_VERSION)), ("generation", "0"), ("removals", "0")],
+            )
+
+    create()
+
+
+def _statements(script: str) -> list[str]:
+    """Split a script into statements (triggers contain `;`), so it runs inside our own transaction."""
+    out, buf = [], ""
+    for line in script.strip().splitlines():
+        buf += line + "\n"
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    return out
+
+
+def _table_exists(conn: sqlite3.Connection, name: str) -> bool:
+    return (
+        conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone()
+        is not None
+    )
+
+
+def _is_locked(e: BaseException) -> bool:
+    msg = str(e).lower()
+    return "locked" in msg or "busy" in msg
+
+
+def _retry(fn, timeout: float):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while True:
+        try:
+            return fn()
+        except sqlite3.OperationalError as e:
+            if not _is_locked(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 0.05)
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection, *, busy_timeout: float = 10.0) -> Iterator[sqlite3.Connection]:
+    """A short write transaction: `BEGIN IMMEDIATE` retried with jittered backoff, rolled back on any error.
+
+    Taking the write lock up front (IMMEDIATE) means two processes never both read-then-upgrade and deadlock;
+    if the lock cannot be had within `busy_timeout` nothing was written and `IntegrityError` says so.
+    """
+    try:
+        _retry(lambda: conn.execute("BEGIN IMMEDIATE"), busy_timeout)
+    except sqlite3.OperationalError as e:
+        raise IntegrityError(
+            f"memory database is locked by another process (waited {busy_timeout:.0f}s); nothing was written"
+        ) from e
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    else:
+        try:
+            _retry(lambda: conn.execute("COMMIT"), busy_timeout)
+        except sqlite3.OperationalError as e:
+            conn.execute("ROLLBACK")
+            raise IntegrityError(f"could not commit to the memory database ({e}); nothing was written") from e
+
+
+def generation(conn: sqlite3.Connection) -> tuple[int, int]:
+    """(writes, removals) counters bumped by triggers: cheap change detection across processes."""
+    rows = dict(
+        conn.execute("SELECT key, value FROM meta WHERE key IN ('generation', 'removals')").fetchall()
+    )
+    return int(rows.get("generation", 0)), int(rows.get("removals", 0))
+
+
+def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def compact(conn: sqlite3.Connection) -> bool:
+    """Checkpoint the WAL into the main file, VACUUM, and truncate the WAL to zero bytes.
+
+    With `secure_delete` on, freed pages are zeroed; VACUUM rebuilds the file so no free page survives, and
+    the TRUNCATE checkpoint leaves the `-wal` file empty. Returns False if a reader in another process kept
+    the WAL from being fully checkpointed.
+    """
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    _retry(lambda: conn.execute("VACUUM"), 10.0)
+    busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    return busy == 0

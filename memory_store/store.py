@@ -1,0 +1,664 @@
+"""`MemoryStore`: the local memory that several agents share (SuperLocalMemory v2.7, arXiv 2603.02240, redone).
+
+Faithful part: one SQLite file (WAL, busy timeout), an external-content FTS5 index kept in sync by triggers,
+per-agent provenance and a Beta trust model, a similarity graph with Leiden communities, behavioural data in a
+separate file.
+
+Fixes of the paper's known gaps (see `docs`/README):
+- Search fuses FTS5 bm25 with semantic similarity by reciprocal-rank fusion (k=60) instead of giving every FTS
+  hit a constant 0.5; the vector index follows every write (no 5% refit threshold).
+- Trust is wired end to end: the id that writes is the id that is scored, content signals and contradictions
+  feed it, low-trust writes are quarantined (stored, not served by default), and trust weighs ranking.
+- Dedup is per namespace, plus a near-duplicate check (a near-duplicate from another agent is a confirmation).
+- `forget` erases every derived trace and proves it (see `memory_store.erase`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from memory_store import db, graph, trust, vectors
+from memory_store import text as T
+from memory_store.feedback import FeedbackLog
+from protect.errors import ConfigError, IntegrityError, MissingDependencyError
+from protect.paths import atomic_path, home
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NAMESPACE = "default"
+_NAME = re.compile(r"^[\w.:@/+-]{1,128}$")
+_COLUMNS = (
+    "id, namespace, content, tags, agent_id, session, transport, importance, status, flags, created_at, "
+    "updated_at, content_hash"
+)
+# (near-duplicate, contradiction, graph edge) similarity thresholds per embedder
+_THRESHOLDS = {"minilm": (0.95, 0.70, 0.45), "tfidf": (0.90, 0.50, 0.30)}
+
+
+def default_path() -> Path:
+    """`$PROTECT_HOME/memory/memory.db`."""
+    return home() / "memory" / "memory.db"
+
+
+@dataclass(frozen=True)
+class Memory:
+    id: int
+    namespace: str
+    content: str
+    tags: list[str]
+    agent: str
+    session: str
+    transport: str
+    importance: int
+    status: str
+    flags: list[str]
+    created_at: float
+    updated_at: float
+    content_hash: str
+    score: float | None = None
+    trust: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What `remember` did: the id, whether it was quarantined or merged into an existing memory, and why."""
+
+    id: int
+    status: str
+    duplicate_of: int | None = None
+    flags: list[str] = field(default_factory=list)
+    signals: list[str] = field(default_factory=list)
+    trust: float = 1.0
+    contradicts: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _memory(row: tuple[Any, ...]) -> Memory:
+    return Memory(
+        row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], row[6], row[7], row[8], json.loads(row[9]),
+        row[10], row[11], row[12],
+    )  # fmt: skip
+
+
+def check_name(value: str, what: str) -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ConfigError(f"invalid {what} {value!r}: use 1-128 letters, digits or . : @ / + - _")
+    return value
+
+
+class MemoryStore:
+    """Shared agent memory in one SQLite file (`path`; `None` = default location, `":memory:"` = RAM only).
+
+    Example:
+        >>> with MemoryStore(":memory:", embedder="tfidf") as store:
+        ...     store.remember("The staging API listens on port 8443", agent="user").status
+        'active'
+    """
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        embedder: str = "auto",
+        busy_timeout: float = 10.0,
+        rrf_k: int = 60,
+        quarantine_below: float = 0.5,
+        min_trust: float = 0.35,
+        trust_weight: float = 1.0,
+        recency_weight: float = 0.1,
+        recency_half_life_days: float = 30.0,
+        max_content_chars: int = 16_000,
+    ) -> None:
+        self.path = default_path() if path is None else Path(path) if str(path) != ":memory:" else None
+        self.busy_timeout = busy_timeout
+        self.rrf_k = rrf_k
+        self.quarantine_below = quarantine_below
+        self.min_trust = min_trust
+        self.trust_weight = trust_weight
+        self.recency_weight = recency_weight
+        self.recency_half_life_s = recency_half_life_days * 86400.0
+        self.max_content_chars = max_content_chars
+        self.conn = db.connect(self.path or ":memory:", busy_timeout=busy_timeout)
+        self.embedder = self._choose_embedder(embedder)
+        self.near_duplicate, self.contradiction_similarity, self.edge_similarity = _THRESHOLDS[
+            self.embedder.name
+        ]
+        feedback_path = None if self.path is None else self.path.with_name(self.path.stem + ".feedback.db")
+        self.feedback = FeedbackLog(feedback_path, busy_timeout=busy_timeout)
+        self._indexes: dict[str | None, vectors.VectorIndex] = {}
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------------ lifecycle
+    def _choose_embedder(self, requested: str) -> vectors.Embedder:
+        stored = db.get_meta(self.conn, "embedder")
+        name = requested
+        if requested == "auto":
+            name = stored or ("minilm" if vectors.minilm_available() else "tfidf")
+            if name == "minilm" and not vectors.minilm_available():
+                log.warning("database was built with MiniLM but 'protect[semantic]' is missing: using TF-IDF")
+                name = "tfidf"
+        emb = vectors.create_embedder(name)
+        if stored is None:
+            with db.transaction(self.conn, busy_timeout=self.busy_timeout):
+                self.conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('embedder', ?)", (name,))
+        return emb
+
+    def close(self) -> None:
+        self.feedback.close()
+        self.conn.close()
+
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def files(self) -> list[Path]:
+        """The database files on disk (main, -wal, -shm, and the feedback database's)."""
+        if self.path is None:
+            return []
+        out = []
+        for base in (self.path, self.feedback.path):
+            if base is not None:
+                out += [p for p in (base, Path(f"{base}-wal"), Path(f"{base}-shm")) if p.exists()]
+        return out
+
+    # ------------------------------------------------------------------ helpers
+    def _index(self, namespace: str | None) -> vectors.VectorIndex:
+        idx = self._indexes.get(namespace)
+        if idx is None:
+            idx = self._indexes[namespace] = vectors.VectorIndex(self.embedder, namespace)
+        try:
+            idx.refresh(self.conn)
+        except MissingDependencyError:
+            raise
+        except sqlite3.DatabaseError as e:
+            raise IntegrityError(f"cannot read the memory database: {e}") from e
+        return idx
+
+    def _encode(self, texts: list[str]) -> Any:
+        return self.embedder.encode(texts)
+
+    def _validate(self, content: str, tags: Iterable[str], importance: int) -> tuple[str, list[str]]:
+        if not isinstance(content, str) or not content.strip():
+            raise ConfigError("memory content must be non-empty text")
+        if len(content) > self.max_content_chars:
+            raise ConfigError(
+                f"memory content has {len(content)} characters; the limit is {self.max_content_chars}"
+            )
+        tag_list = [tags] if isinstance(tags, str) else list(tags)
+        if len(tag_list) > 32 or any(
+            not isinstance(t, str) or not 0 < len(t.strip()) <= 64 for t in tag_list
+        ):
+            raise ConfigError("tags must be at most 32 non-empty strings of up to 64 characters")
+        if isinstance(importance, bool) or not isinstance(importance, int) or not 1 <= importance <= 10:
+            raise ConfigError(f"importance must be an integer from 1 to 10, got {importance!r}")
+        return T.normalize(content), sorted({t.strip().lower() for t in tag_list})
+
+    def _fts(self, query: str, namespace: str | None, limit: int, *, mode: str = "any") -> list[int]:
+        expr = T.fts_query(query, mode=mode)
+        if expr is None:
+            return []
+        sql = "SELECT f.rowid FROM memories_fts f"
+        args: list[Any] = [expr]
+        if namespace is not None:
+            sql += " JOIN memories m ON m.id = f.rowid WHERE memories_fts MATCH ? AND m.namespace = ?"
+            args.append(namespace)
+        else:
+            sql += " WHERE memories_fts MATCH ?"
+        sql += " ORDER BY bm25(memories_fts, 1.0, 0.5) LIMIT ?"
+        args.append(limit)
+        return [r[0] for r in self.conn.execute(sql, args)]
+
+    def _rows(self, ids: Iterable[int]) -> dict[int, Memory]:
+        ids = list(ids)
+        out: dict[int, Memory] = {}
+        for k in range(0, len(ids), 500):
+            chunk = ids[k : k + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.conn.execute(f"SELECT {_COLUMNS} FROM memories WHERE id IN ({marks})", chunk):
+                out[row[0]] = _memory(row)
+        return out
+
+    def _neighbours(self, content: str, vec: Any, namespace: str) -> list[tuple[Memory, float]]:
+        """Similar memories in the namespace (FTS and vector candidates, cosine-scored), most similar first."""
+        idx = self._index(namespace)
+        cand = set(self._fts(content, namespace, 20)) | {i for i, _ in idx.search(vec, 10)}
+        if not cand:
+            return []
+        rows = self._rows(cand)
+        ids = list(rows)
+        if self.embedder.dense:
+            mat = idx.vectors(ids)
+            if mat is None or len(mat) != len(ids):
+                mat = self._encode([rows[i].content for i in ids])
+        else:
+            mat = self._encode([rows[i].content for i in ids])
+        sims = vectors.similarity(self.embedder, vec[0] if self.embedder.dense else vec, mat)
+        return sorted(((rows[i], float(s)) for i, s in zip(ids, sims, strict=False)), key=lambda p: -p[1])
+
+    def _content_flags(self, content: str, namespace: str, now: float) -> list[str]:
+        flags = []
+        if T.instruction_like(content):
+            flags.append("instruction_text")
+        if T.has_credential(content):
+            flags.append("credential")
+        for host in T.url_hosts(content):
+            if not self._host_vouched(host, namespace, now):
+                flags.append("unknown_url")
+                break
+        return flags
+
+    def _host_vouched(self, host: str, namespace: str, now: float) -> bool:
+        """A URL host is known if an active memory by a trusted agent (>= 0.8) already mentions it."""
+        ids = self._fts(" ".join(T.tokens(host)), namespace, 50, mode="all")
+        for m in self._rows(ids).values():
+            if m.status == "active" and host in T.url_hosts(m.content):
+                if trust.get(self.conn, m.agent, now).trust >= 0.8:
+                    return True
+        return False
+
+    def _support(self, memory: Memory, now: float) -> float:
+        agents = [memory.agent] + [
+            r[0]
+            for r in self.conn.execute("SELECT agent_id FROM confirmations WHERE memory_id=?", (memory.id,))
+        ]
+        return trust.support([trust.get(self.conn, a, now).trust for a in agents])
+
+    # ------------------------------------------------------------------ write
+    def remember(
+        self,
+        content: str,
+        *,
+        agent: str = trust.USER,
+        namespace: str = DEFAULT_NAMESPACE,
+        tags: Iterable[str] = (),
+        importance: int = 5,
+        session: str = "",
+        transport: str = "api",
+    ) -> WriteResult:
+        """Store one memory written by `agent`, scoring the agent on what it wrote.
+
+        An exact or near duplicate is not stored twice: when it comes from another agent it confirms the
+        existing memory (positive evidence for that memory's author). `importance` is kept for display but is
+        never trust evidence (v2.7 rewards importance >= 7, which a sleeper can simply declare).
+        """
+        check_name(agent, "agent id")
+        check_name(namespace, "namespace")
+        content, tag_list = self._validate(content, tags, importance)
+        with self._lock:
+            now = time.time()
+            h = T.content_hash(content)
+            vec = self._encode([content])
+            neigh = self._neighbours(content, vec, namespace)
+            flags = self._content_flags(content, namespace, now)
+            writer = trust.get(self.conn, agent, now).trust
+            near = next(
+                (m for m, s in neigh if s >= self.near_duplicate and not T.conflicts(content, m.content)),
+                None,
+            )
+            contradicted = [
+                m.id
+                for m, s in neigh
+                if s >= self.contradiction_similarity
+                and m.agent != agent
+                and m.status == "active"
+                and T.conflicts(content, m.content)
+                and self._support(m, now) > writer
+            ]
+            with db.transaction(self.conn, busy_timeout=self.busy_timeout):
+                trust.ensure_agent(self.conn, agent, now)
+                row = self.conn.execute(
+                    "SELECT id FROM memories WHERE namespace=? AND content_hash=?", (namespace, h)
+                ).fetchone()
+                dup_id = row[0] if row else (near.id if near else None)
+                if dup_id is not None:
+                    return self._confirm(dup_id, agent, now)
+                cur = self.conn.execute(
+                    "INSERT INTO memories (namespace, content, content_hash, tags, agent_id, session, transport, "
+                    "importance, flags, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (namespace, content, h, json.dumps(tag_list), agent, session, transport, importance,
+                     json.dumps(flags + (["contradiction"] if contradicted else [])), now, now),
+                )  # fmt: skip
+                mid = int(cur.lastrowid or 0)
+                signals = ["normal_write", *flags]
+                if contradicted:
+                    signals.append("contradiction")
+                if trust.is_burst(self.conn, agent, now):
+                    signals.append("write_burst")
+                after = writer
+                for sig in signals:
+                    after = trust.record(self.conn, agent, sig, now, memory_id=mid)
+                suspicious = bool(contradicted) or "instruction_text" in flags or "credential" in flags
+                status = "active"
+                if agent != trust.USER and (suspicious or after < self.quarantine_below):
+                    status = "quarantined"
+                    self.conn.execute("UPDATE memories SET status='quarantined' WHERE id=?", (mid,))
+                events = [(mid, agent, "write", status)] + [
+                    (c, agent, "contradicted_by", str(mid)) for c in contradicted
+                ]
+                self.conn.executemany(
+                    "INSERT INTO events (memory_id, agent_id, kind, detail, created_at) VALUES (?, ?, ?, ?, ?)",
+                    [(*e, now) for e in events],
+                )
+                if self.embedder.dense:
+                    vectors.insert_embeddings(self.conn, self.embedder, [mid], vec)
+                self.conn.executemany(
+                    "INSERT OR IGNORE INTO entities (memory_id, entity) VALUES (?, ?)",
+                    [(mid, e) for e in T.entities(content)],
+                )
+                graph.link(self.conn, mid, [(m.id, s) for m, s in neigh], min_similarity=self.edge_similarity)
+            return WriteResult(mid, status, None, flags, signals, round(after, 4), contradicted)
+
+    def _confirm(self, memory_id: int, agent: str, now: float) -> WriteResult:
+        """Another agent wrote the same thing: record a confirmation and credit the author (inside a txn)."""
+        m = self._rows([memory_id])[memory_id]
+        signals: list[str] = []
+        confirmer = trust.get(self.conn, agent, now).trust
+        if m.agent != agent:
+            new = self.conn.execute(
+                "INSERT OR IGNORE INTO confirmations (memory_id, agent_id, created_at) VALUES (?, ?, ?)",
+                (memory_id, agent, now),
+            ).rowcount
+            if new and confirmer >= self.quarantine_below:
+                trust.record(
+                    self.conn, m.agent, "confirmed_by_other", now, memory_id=memory_id, scale=confirmer
+                )
+                signals.append("confirmed_by_other")
+            if agent == trust.USER and m.status == "quarantined":  # the user re-stating it is an approval
+                self.conn.execute("UPDATE memories SET status='active' WHERE id=?", (memory_id,))
+                m = self._rows([memory_id])[memory_id]
+            self.conn.execute(
+                "INSERT INTO events (memory_id, agent_id, kind, detail, created_at) VALUES (?, ?, 'confirm', '', ?)",
+                (memory_id, agent, now),
+            )
+        return WriteResult(memory_id, m.status, memory_id, [], signals, round(confirmer, 4))
+
+    def approve(self, memory_id: int) -> Memory:
+        """The user releases a quarantined memory (it is then served like any other)."""
+        with self._lock, db.transaction(self.conn, busy_timeout=self.busy_timeout):
+            if not self.conn.execute("UPDATE memories SET status='active' WHERE id=?", (memory_id,)).rowcount:
+                raise ConfigError(f"no memory with id {memory_id}")
+            self.conn.execute(
+                "INSERT INTO events (memory_id, agent_id, kind, detail, created_at) VALUES (?, 'user', 'approve', '', ?)",
+                (memory_id, time.time()),
+            )
+        return self.get(memory_id)
+
+    # ------------------------------------------------------------------ read
+    def get(self, memory_id: int) -> Memory:
+        rows = self._rows([memory_id])
+        if memory_id not in rows:
+            raise ConfigError(f"no memory with id {memory_id}")
+        return rows[memory_id]
+
+    def recall(
+        self,
+        query: str,
+        *,
+        namespace: str | None = DEFAULT_NAMESPACE,
+        limit: int = 5,
+        agent: str = trust.USER,
+        include_quarantined: bool = False,
+        record: bool = True,
+    ) -> list[Memory]:
+        """Hybrid search: RRF(bm25, semantic) x trust of the writer x a small recency bonus.
+
+        Quarantined memories and memories of agents whose trust fell below `min_trust` are not served unless
+        `include_quarantined`. Any text is a valid query: it is reduced to quoted word tokens before FTS5.
+        """
+        if not isinstance(query, str) or len(query) > 4000:
+            raise ConfigError("query must be text of at most 4000 characters")
+        if not isinstance(limit, int) or not 1 <= limit <= 200:
+            raise ConfigError(f"limit must be an integer from 1 to 200, got {limit!r}")
+        if namespace is not None:
+            check_name(namespace, "namespace")
+        with self._lock:
+            now = time.time()
+            pool = max(50, 10 * limit)
+            fused: dict[int, float] = {}
+            for rank, mid in enumerate(self._fts(query, namespace, pool)):
+                fused[mid] = fused.get(mid, 0.0) + 1.0 / (self.rrf_k + rank + 1)
+            if query.strip():
+                sem = self._index(namespace).search(self._encode([query]), pool)
+                for rank, (mid, _) in enumerate(sem):
+                    fused[mid] = fused.get(mid, 0.0) + 1.0 / (self.rrf_k + rank + 1)
+            rows = self._rows(fused)
+            trusts = trust.trust_map(self.conn, {m.agent for m in rows.values()}, now)
+            scored = []
+            for mid, m in rows.items():
+                t = trusts[m.agent]
+                if not include_quarantined and (m.status == "quarantined" or t < self.min_trust):
+                    continue
+                fresh = 0.5 ** (max(now - m.created_at, 0.0) / self.recency_half_life_s)
+                score = fused[mid] * t**self.trust_weight * (1.0 + self.recency_weight * fresh)
+                scored.append(_with(m, score=score, trust=t))
+            scored.sort(key=lambda m: (-(m.score or 0.0), -m.id))
+            out = scored[:limit]
+            if record:
+                self.feedback.record(query, agent, [m.id for m in out])
+            return out
+
+    def list_recent(
+        self,
+        *,
+        namespace: str | None = DEFAULT_NAMESPACE,
+        limit: int = 10,
+        agent: str | None = None,
+        status: str | None = "active",
+    ) -> list[Memory]:
+        """Newest first; `status=None` lists both active and quarantined."""
+        where, args = ["1=1"], []
+        for col, val in (("namespace", namespace), ("agent_id", agent), ("status", status)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                args.append(val)
+        sql = f"SELECT {_COLUMNS} FROM memories WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?"
+        return [_memory(r) for r in self.conn.execute(sql, [*args, limit])]
+
+    def related(self, memory_id: int, *, limit: int = 5, include_quarantined: bool = False) -> list[Memory]:
+        """Graph neighbours first, then members of the same Leiden community, most similar first."""
+        with self._lock:
+            base = self.get(memory_id)
+            scores: dict[int, float] = dict(graph.neighbours(self.conn, memory_id))
+            if len(scores) < limit:
+                comm = graph.communities(self.conn, base.namespace)
+                same = [
+                    m
+                    for m, c in comm.items()
+                    if c == comm.get(memory_id) and m != memory_id and m not in scores
+                ]
+                idx = self._index(base.namespace)
+                vec = idx.vectors([memory_id])
+                if same and vec is not None:
+                    mat = idx.vectors(same)
+                    sims = vectors.similarity(self.embedder, vec[0] if self.embedder.dense else vec, mat)
+                    for m, s in zip(same, sims, strict=False):
+                        scores[m] = float(s) * 0.5  # below any direct edge of similar strength
+            rows = self._rows(scores)
+            out = [
+                _with(rows[m], score=s)
+                for m, s in sorted(scores.items(), key=lambda kv: -kv[1])
+                if m in rows and (include_quarantined or rows[m].status == "active")
+            ]
+            return out[:limit]
+
+    def communities(self, namespace: str = DEFAULT_NAMESPACE) -> list[dict[str, Any]]:
+        """Leiden communities of a namespace, largest first, each with its most frequent entities."""
+        with self._lock:
+            comm = graph.communities(self.conn, namespace)
+            groups: dict[int, list[int]] = {}
+            for m, c in comm.items():
+                groups.setdefault(c, []).append(m)
+            out = []
+            for c, members in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+                marks = ",".join("?" * len(members))
+                top = self.conn.execute(
+                    f"SELECT entity, count(*) n FROM entities WHERE memory_id IN ({marks}) GROUP BY entity "
+                    "ORDER BY n DESC, entity LIMIT 5",
+                    members,
+                ).fetchall()
+                out.append(
+                    {"community": c, "size": len(members), "entities": [e for e, _ in top], "ids": members}
+                )
+            return out
+
+    def trust_report(self, agent: str | None = None) -> list[dict[str, Any]]:
+        return trust.report(self.conn, time.time(), agent)
+
+    def stats(self) -> dict[str, Any]:
+        c = self.conn
+        by_status = dict(c.execute("SELECT status, count(*) FROM memories GROUP BY status").fetchall())
+        namespaces = dict(c.execute("SELECT namespace, count(*) FROM memories GROUP BY namespace").fetchall())
+        return {
+            "path": str(self.path) if self.path else ":memory:",
+            "embedder": self.embedder.name,
+            "memories": sum(by_status.values()),
+            "active": by_status.get("active", 0),
+            "quarantined": by_status.get("quarantined", 0),
+            "namespaces": namespaces,
+            "agents": c.execute("SELECT count(*) FROM agents").fetchone()[0],
+            "edges": c.execute("SELECT count(*) FROM edges").fetchone()[0],
+            "embeddings": c.execute("SELECT count(*) FROM embeddings").fetchone()[0],
+            "served": self.feedback.served(),
+            "bytes": sum(p.stat().st_size for p in self.files()),
+        }
+
+    # ------------------------------------------------------------------ erase
+    def forget(
+        self,
+        *,
+        ids: Iterable[int] | None = None,
+        query: str | None = None,
+        tag: str | None = None,
+        agent: str | None = None,
+        namespace: str | None = None,
+        requester: str = trust.USER,
+        owner: str | None = None,
+        dry_run: bool = False,
+    ) -> Any:
+        """Erase memories and every trace of them; returns a `ForgetReceipt` (see `memory_store.erase`)."""
+        from memory_store.erase import forget
+
+        with self._lock:
+            return forget(
+                self, ids=ids, query=query, tag=tag, agent=agent, namespace=namespace,
+                requester=requester, owner=owner, dry_run=dry_run,
+            )  # fmt: skip
+
+    # ------------------------------------------------------------------ export / import
+    def export_jsonl(self, dest: str | Path, *, namespace: str | None = None) -> int:
+        """Write every memory (with provenance and status) as JSON lines, atomically; returns the count."""
+        n = 0
+        with atomic_path(dest) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+            for m in self.iter_memories(namespace=namespace):
+                d = m.to_dict()
+                for k in ("score", "trust", "content_hash"):
+                    d.pop(k)
+                fh.write(json.dumps(d, ensure_ascii=False) + "\n")
+                n += 1
+        return n
+
+    def iter_memories(self, *, namespace: str | None = None) -> Iterator[Memory]:
+        sql, args = f"SELECT {_COLUMNS} FROM memories", []
+        if namespace is not None:
+            sql, args = sql + " WHERE namespace = ?", [namespace]
+        for row in self.conn.execute(sql + " ORDER BY id", args).fetchall():
+            yield _memory(row)
+
+    def import_jsonl(self, src: str | Path, *, namespace: str | None = None) -> dict[str, int]:
+        """Restore memories exported by `export_jsonl` (duplicates per namespace are skipped)."""
+        records = []
+        with open(src, encoding="utf-8") as fh:
+            for k, line in enumerate(fh, 1):
+                if line.strip():
+                    try:
+                        rec = json.loads(line)
+                    except json.JSONDecodeError as e:
+                        raise ConfigError(
+                            f"{src}:{k}: not a JSON line ({e.msg}); nothing was imported"
+                        ) from e
+                    if not isinstance(rec, dict) or "content" not in rec:
+                        raise ConfigError(
+                            f"{src}:{k}: expected an object with 'content'; nothing was imported"
+                        )
+                    if namespace is not None:
+                        rec["namespace"] = namespace
+                    records.append(rec)
+        return self.import_records(records)
+
+    def import_records(self, records: Iterable[dict[str, Any] | str], *, batch: int = 5000) -> dict[str, int]:
+        """Bulk insert in one transaction per batch (trusted restore: provenance and status are kept as given).
+
+        This is the path for restores and benchmarks; it does not run the per-write trust checks of
+        `remember`, so use it only for data the user already vouches for. Graph edges are not built here.
+        """
+        added = skipped = 0
+        pending: list[tuple[Any, ...]] = []
+        items = [{"content": r} if isinstance(r, str) else r for r in records]
+        with self._lock:
+            for start in range(0, len(items), batch):
+                chunk = items[start : start + batch]
+                now = time.time()
+                pending = []
+                for r in chunk:
+                    content, tags = self._validate(
+                        r["content"], r.get("tags", ()), int(r.get("importance", 5))
+                    )
+                    ns = check_name(r.get("namespace", DEFAULT_NAMESPACE), "namespace")
+                    ag = check_name(r.get("agent", trust.USER), "agent id")
+                    status = r.get("status", "active")
+                    if status not in ("active", "quarantined"):
+                        raise ConfigError(f"invalid status {status!r}")
+                    created = float(r.get("created_at", now))
+                    pending.append(
+                        (ns, content, T.content_hash(content), json.dumps(tags), ag, str(r.get("session", "")),
+                         str(r.get("transport", "import")), int(r.get("importance", 5)), status,
+                         json.dumps(list(r.get("flags", []))), created, float(r.get("updated_at", created)))
+                    )  # fmt: skip
+                vecs = self._encode([p[1] for p in pending]) if self.embedder.dense else None
+                with db.transaction(self.conn, busy_timeout=self.busy_timeout):
+                    for ag in {p[4] for p in pending}:
+                        trust.ensure_agent(self.conn, ag, now)
+                    new_ids, new_vecs, ents = [], [], []
+                    for k, p in enumerate(pending):
+                        cur = self.conn.execute(
+                            "INSERT OR IGNORE INTO memories (namespace, content, content_hash, tags, agent_id, session,"
+                            " transport, importance, status, flags, created_at, updated_at)"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            p,
+                        )
+                        if cur.rowcount:
+                            added += 1
+                            new_ids.append(int(cur.lastrowid or 0))
+                            ents += [(new_ids[-1], e) for e in T.entities(p[1])]
+                            if vecs is not None:
+                                new_vecs.append(vecs[k])
+                        else:
+                            skipped += 1
+                    if vecs is not None and new_ids:
+                        vectors.insert_embeddings(self.conn, self.embedder, new_ids, new_vecs)
+                    self.conn.executemany(
+                        "INSERT OR IGNORE INTO entities (memory_id, entity) VALUES (?, ?)", ents
+                    )
+        return {"added": added, "skipped": skipped}
+
+
+def _with(m: Memory, **changes: Any) -> Memory:
+    d = m.to_dict()
+    d.update(changes)
+    return Memory(**d)

