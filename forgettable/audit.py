@@ -1,0 +1,433 @@
+"""Honest audits of a forgotten class, each against a retrained oracle (same recipe, class never seen).
+
+The paper (arXiv 2509.15230) reports retain/forget accuracy; its code has no MIA or extraction attack. Because
+the KL-to-uniform term makes a forgotten class's outputs uninformative for members and non-members alike, an
+output-level MIA near 0.5 proves little by itself, so every number here comes with a reference: the oracle's
+value, and for the MIA a positive control (the same attack on a retained class) showing the attack has power.
+
+- retain / forget accuracy, unmasked (the forgotten logit stays in a shared head, nothing is hidden);
+- balanced membership inference: training members vs held-out samples of the same class, AUC with a bootstrap
+  95% CI; statistics `loss` (log-probability of the true class, Yeom et al.) when the model still has an
+  output for the class, and `confidence` (max log-probability, label-free) for every model, the oracle too;
+- linear-probe leakage: logistic regression "forgotten class vs rest" on CLS features;
+- re-learning: a new prompt (plus a head row where the model lacks one) optimised on n samples per class;
+- checkpoint hygiene: no key, optimiser moment or saved tensor row with cosine > 0.9 to the deleted prompt.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from forgettable.checkpoint import read_checkpoint
+from forgettable.data import LabeledImages
+from forgettable.model import PreForgettableModel
+
+RELEARN_NS = (1, 5, 20)
+
+
+@dataclass
+class MIAResult:
+    """Balanced membership-inference AUC (0.5 = no signal) with a bootstrap 95% CI."""
+
+    statistic: str
+    auc: float
+    ci_low: float
+    ci_high: float
+    n_members: int
+    n_nonmembers: int
+
+
+@dataclass
+class RelearnPoint:
+    """Accuracy after a re-attached prompt was optimised on `n` samples per class."""
+
+    n: int
+    forget_acc: float
+    retain_acc: float
+
+
+@dataclass
+class Hygiene:
+    """What a saved checkpoint still holds of a deleted prompt."""
+
+    prompt_keys: list[str]
+    optimizer_keys: list[str]
+    max_cosine: float | None
+    similar_tensors: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not (self.prompt_keys or self.optimizer_keys or self.similar_tensors)
+
+
+@dataclass
+class ModelAudit:
+    """One model's side of the audit (the forgetful model or its oracle)."""
+
+    retain_acc: float
+    forget_acc: float
+    forget_entropy: float
+    mia: dict[str, MIAResult]
+    mia_control: dict[str, MIAResult]
+    probe_auc: float
+    relearn: list[RelearnPoint]
+
+
+@dataclass
+class AuditReport:
+    """Everything `protect model audit` prints; `checks` holds the pass/fail verdicts against the oracle."""
+
+    forgotten: str
+    control_class: str
+    n_classes: int
+    before: dict[str, float] | None
+    model: ModelAudit
+    oracle: ModelAudit
+    hygiene: Hygiene | None
+    checks: dict[str, bool | None] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if self.hygiene is not None:
+            out["hygiene"]["passed"] = self.hygiene.passed
+        return out
+
+
+def _ids(model: PreForgettableModel, data: LabeledImages) -> np.ndarray:
+    """Data labels as model class ids; -1 where the model has no such class (the oracle's forgotten class)."""
+    names = model.config.class_names
+    table = np.array([names.index(n) if n in names else -1 for n in data.class_names])
+    return table[data.y]
+
+
+def accuracy(model: PreForgettableModel, data: LabeledImages) -> float:
+    """Top-1 accuracy with the model's remaining bank, nothing masked (nan on an empty set)."""
+    if len(data) == 0:
+        return math.nan
+    pred = model.predict_proba(data.x).argmax(1)
+    return float((pred == _ids(model, data)).mean())
+
+
+def mean_entropy(model: PreForgettableModel, data: LabeledImages) -> float:
+    """Mean output entropy (nats): ~log C on a forgotten class, low on an oracle's confident mislabels."""
+    p = model.predict_proba(data.x)
+    return float(-(np.where(p > 0, p * np.log(np.maximum(p, 1e-30)), 0)).sum(1).mean())
+
+
+def _statistic(model: PreForgettableModel, data: LabeledImages, statistic: str) -> np.ndarray | None:
+    logp = np.log(np.maximum(model.predict_proba(data.x), 1e-30))
+    if statistic == "confidence":
+        return logp.max(1)
+    ids = _ids(model, data)
+    if (ids < 0).any() or (logp[np.arange(len(ids)), np.maximum(ids, 0)] <= math.log(1e-30)).any():
+        return None  # no output for the class: the loss attack is undefined
+    return logp[np.arange(len(ids)), ids]
+
+
+def membership_auc(
+    model: PreForgettableModel,
+    members: LabeledImages,
+    nonmembers: LabeledImages,
+    *,
+    statistic: str = "loss",
+    seed: int = 0,
+    bootstrap: int = 200,
+) -> MIAResult | None:
+    """Balanced (equal-size) loss/confidence-threshold MIA; None when the statistic is undefined."""
+    rng = np.random.default_rng(seed)
+    n = min(len(members), len(nonmembers))
+    mem = members.take(rng.permutation(len(members))[:n])
+    non = nonmembers.take(rng.permutation(len(nonmembers))[:n])
+    s_mem, s_non = _statistic(model, mem, statistic), _statistic(model, non, statistic)
+    if s_mem is None or s_non is None or n < 2:
+        return None
+    scores = np.concatenate([s_mem, s_non])
+    labels = np.concatenate([np.ones(n), np.zeros(n)])
+    aucs = []
+    for _ in range(bootstrap):
+        i, j = rng.integers(0, n, n), rng.integers(0, n, n) + n
+        idx = np.concatenate([i, j])
+        aucs.append(roc_auc_score(labels[idx], scores[idx]))
+    low, high = np.percentile(aucs, [2.5, 97.5])
+    return MIAResult(statistic, float(roc_auc_score(labels, scores)), float(low), float(high), n, n)
+
+
+@torch.no_grad()
+def features(model: PreForgettableModel, data: LabeledImages, *, batch_size: int = 256) -> np.ndarray:
+    """CLS features with the remaining bank."""
+    model.eval()
+    out = [
+        model.features(model.preprocess(data.x[i : i + batch_size])).cpu()
+        for i in range(0, len(data), batch_size)
+    ]
+    return torch.cat(out).numpy()
+
+
+def probe_auc(model: PreForgettableModel, fit: LabeledImages, test: LabeledImages, target: str) -> float:
+    """AUC of a linear probe "target vs rest" on the model's features, fitted on `fit`, scored on `test`."""
+    c = fit.class_names.index(target)
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced"))
+    probe.fit(features(model, fit), fit.y == c)
+    return float(roc_auc_score(test.y == c, probe.decision_function(features(model, test))))
+
+
+def _few_shot(data: LabeledImages, n: int, seed: int) -> LabeledImages:
+    rng = np.random.default_rng(seed)
+    idx = [rng.permutation(np.flatnonzero(data.y == c))[:n] for c in range(len(data.class_names))]
+    return data.take(np.concatenate(idx))
+
+
+def relearn(
+    model: PreForgettableModel,
+    attack: LabeledImages,
+    test: LabeledImages,
+    target: str,
+    *,
+    ns: tuple[int, ...] = RELEARN_NS,
+    steps: int = 100,
+    lr: float = 0.05,
+    seed: int = 0,
+) -> list[RelearnPoint]:
+    """Re-attach attack: a fresh prompt for `target` (and a head row where the model has none; an existing
+    shared-head row is reused and tuned) optimised with Adam on n samples of every class; the rest frozen."""
+    points = []
+    for n in ns:
+        torch.manual_seed(seed)
+        m = copy.deepcopy(model)
+        m.requires_grad_(False)
+        c = m.attach_prompt_(target)
+        params: list[torch.Tensor] = [m.prompts[str(c)]]
+        if m.config.head == "shared":
+            mask = torch.zeros_like(m.head.weight[:, :1])
+            mask[c] = 1
+            m.head.weight.requires_grad_(True)
+            m.head.bias.requires_grad_(True)
+            m.head.weight.register_hook(lambda g, mask=mask: g * mask)
+            m.head.bias.register_hook(lambda g, mask=mask: g * mask[:, 0])
+            params += [m.head.weight, m.head.bias]
+        shots = _few_shot(attack, n, seed)
+        x = m.preprocess(shots.x)
+        y = torch.as_tensor(_ids(m, shots), device=m.device)
+        opt = torch.optim.Adam(params, lr=lr)
+        m.eval()  # no dropout; only the attacker's tensors move
+        for _ in range(steps):
+            loss = F.cross_entropy(m(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        retained = [name for name in test.class_names if name != target]
+        points.append(
+            RelearnPoint(n, accuracy(m, test.of_class(target)), accuracy(m, _subset(test, retained)))
+        )
+    return points
+
+
+def _subset(data: LabeledImages, names: list[str]) -> LabeledImages:
+    ids = [data.class_names.index(n) for n in names]
+    return data.take(np.flatnonzero(np.isin(data.y, ids)))
+
+
+def checkpoint_hygiene(directory: str | Path, class_id: int, deleted: torch.Tensor | None) -> Hygiene:
+    """Scan a saved checkpoint for what remains of prompt `class_id` (cosine needs the prompt)."""
+    _, weights, optimizer = read_checkpoint(directory)
+    prompt_keys = [k for k in weights if k == f"prompts.{class_id}" or k.startswith(f"prompts.{class_id}.")]
+    opt_keys = [k for k in optimizer if k.startswith(f"prompts.{class_id}.")]
+    if deleted is None:
+        return Hygiene(prompt_keys, opt_keys, None, [])
+    ref = deleted.detach().float().cpu().flatten()
+    best, similar = -1.0, []
+    for prefix, tensors in (("model", weights), ("optimizer", optimizer)):
+        for key, t in tensors.items():
+            if t.ndim == 0 or t.shape[-1] != ref.numel():
+                continue
+            cos = F.cosine_similarity(t.float().reshape(-1, ref.numel()), ref.unsqueeze(0), dim=1)
+            top = float(cos.max())
+            best = max(best, top)
+            if top > 0.9:
+                similar.append(f"{prefix}:{key}")
+    return Hygiene(prompt_keys, opt_keys, best, similar)
+
+
+def halves(holdout: LabeledImages, seed: int) -> tuple[LabeledImages, LabeledImages]:
+    """Stratified halves of the held-out data: A (the attacker's samples, probe fitting), B (evaluation)."""
+    rng = np.random.default_rng(seed)
+    in_a = np.zeros(len(holdout), bool)
+    for c in range(len(holdout.class_names)):
+        idx = rng.permutation(np.flatnonzero(holdout.y == c))
+        in_a[idx[: len(idx) // 2]] = True
+    return holdout.take(np.flatnonzero(in_a)), holdout.take(np.flatnonzero(~in_a))
+
+
+def audit_model(
+    model: PreForgettableModel,
+    *,
+    train: LabeledImages,
+    holdout: LabeledImages,
+    forgotten: str,
+    control: str,
+    seed: int = 0,
+    ns: tuple[int, ...] = RELEARN_NS,
+) -> ModelAudit:
+    """Every behavioural check for one model; `holdout` is split in halves A (attacker) and B (evaluation)."""
+    part_a, part_b = halves(holdout, seed)
+    retained = [n for n in holdout.class_names if n != forgotten]
+    mia, control_mia = {}, {}
+    for stat in ("loss", "confidence"):
+        for out, name in ((mia, forgotten), (control_mia, control)):
+            result = membership_auc(
+                model, train.of_class(name), holdout.of_class(name), statistic=stat, seed=seed
+            )
+            if result is not None:
+                out[stat] = result
+    return ModelAudit(
+        retain_acc=accuracy(model, _subset(part_b, retained)),
+        forget_acc=accuracy(model, part_b.of_class(forgotten)),
+        forget_entropy=mean_entropy(model, part_b.of_class(forgotten)),
+        mia=mia,
+        mia_control=control_mia,
+        probe_auc=probe_auc(model, part_a, part_b, forgotten),
+        relearn=relearn(model, part_a, part_b, forgotten, ns=ns, seed=seed),
+    )
+
+
+def audit_forgetting(
+    after: PreForgettableModel,
+    oracle: PreForgettableModel,
+    *,
+    train: LabeledImages,
+    holdout: LabeledImages,
+    forgotten: str,
+    before: PreForgettableModel | None = None,
+    hygiene: Hygiene | None = None,
+    seed: int = 0,
+    ns: tuple[int, ...] = RELEARN_NS,
+) -> AuditReport:
+    """Audit `after` (class `forgotten` deleted) against `oracle` (never saw it); `before` adds retain drift.
+
+    `train` holds the training members, `holdout` samples of every class that no model trained on.
+    """
+    control = next(n for n in holdout.class_names if n != forgotten and n in after.config.present_names)
+    pf = audit_model(
+        after, train=train, holdout=holdout, forgotten=forgotten, control=control, seed=seed, ns=ns
+    )
+    ref = audit_model(
+        oracle, train=train, holdout=holdout, forgotten=forgotten, control=control, seed=seed, ns=ns
+    )
+    part_b = halves(holdout, seed)[1]
+    n_forget = len(part_b.of_class(forgotten))
+    retained = [n for n in holdout.class_names if n != forgotten]
+    report = AuditReport(forgotten, control, len(after.config.class_names), None, pf, ref, hygiene)
+    if before is not None:
+        report.before = {
+            "retain_acc": accuracy(before, _subset(part_b, retained)),
+            "forget_acc": accuracy(before, part_b.of_class(forgotten)),
+        }
+    chance = 1 / report.n_classes
+    margin = 1.96 * math.sqrt(chance * (1 - chance) / max(n_forget, 1))
+    checks: dict[str, bool | None] = {
+        "retain_delta_le_2pp": None
+        if report.before is None
+        else abs(report.before["retain_acc"] - pf.retain_acc) <= 0.02,
+        "forget_acc_at_or_below_chance": pf.forget_acc <= chance + margin,
+    }
+    mine, theirs = pf.mia.get("confidence"), ref.mia.get("confidence")
+    checks["mia_within_oracle_ci"] = (
+        None if mine is None or theirs is None else (theirs.ci_low <= mine.auc <= theirs.ci_high)
+    )
+    control_mia = pf.mia_control.get("loss")
+    checks["mia_control_has_power"] = None if control_mia is None else control_mia.ci_low > 0.5
+    checks["probe_not_above_oracle"] = pf.probe_auc <= ref.probe_auc + 0.05
+    checks["relearn_not_faster_than_oracle"] = all(
+        a.forget_acc <= b.forget_acc + 1.96 * math.sqrt(max(p * (1 - p), 0.01) * 2 / max(n_forget, 1))
+        for a, b in zip(pf.relearn, ref.relearn, strict=True)
+        for p in [(a.forget_acc + b.forget_acc) / 2]
+    )
+    checks["checkpoint_hygiene"] = None if hygiene is None else hygiene.passed
+    report.checks = checks
+    if pf.mia_control.get("loss") is not None and not checks["mia_control_has_power"]:
+        report.notes.append("the positive control has no power: an MIA AUC near 0.5 says nothing here")
+    if hygiene is not None and hygiene.max_cosine is None:
+        report.notes.append("cosine hygiene not run: the deleted prompt was not available (pass --original)")
+    return report
+
+
+def audit_directory(
+    model_dir: str | Path,
+    data: LabeledImages,
+    forgotten: str,
+    *,
+    holdout: LabeledImages | None = None,
+    oracle_dir: str | Path | None = None,
+    original_dir: str | Path | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+) -> AuditReport:
+    """`protect model audit`: audit the model at `model_dir` for class `forgotten`.
+
+    If the class is still in the model, the audit forgets it into a temporary folder (the real code path) and
+    audits that, with the model as "before"; otherwise `original_dir` (optional) gives "before" and the
+    deleted prompt for the cosine hygiene test. Without `holdout`, DATA must be the training data: the model's
+    recorded split gives the held-out non-members. Without `oracle_dir`, the oracle is retrained with the
+    model's recipe.
+    """
+    import tempfile
+
+    from forgettable.data import split_holdout
+    from forgettable.forget import forget_checkpoint
+    from forgettable.train import Recipe, train_oracle
+    from protect.errors import ConfigError
+
+    model = PreForgettableModel.from_pretrained(model_dir, device=device)
+    cid = model.config.class_id(forgotten)
+    if sorted(data.class_names) != sorted(model.config.class_names):
+        raise ConfigError(
+            f"DATA classes {data.class_names} differ from the model's {model.config.class_names}"
+        )
+    recipe = Recipe(**model.recipe) if model.recipe else Recipe()
+    if holdout is None:
+        if recipe.data_fingerprint != data.fingerprint() or recipe.holdout_fraction <= 0:
+            raise ConfigError(
+                "DATA is not the data this model was trained on with a held-out split; pass --holdout"
+            )
+        train, holdout = split_holdout(data, fraction=recipe.holdout_fraction, seed=recipe.seed)
+    else:
+        train = split_holdout(data, fraction=recipe.holdout_fraction, seed=recipe.seed)[0]
+    oracle = (
+        PreForgettableModel.from_pretrained(oracle_dir, device=device)
+        if oracle_dir is not None
+        else train_oracle(model, data, [forgotten], device=device)
+    )
+    if str(cid) in model.prompts:
+        before, deleted = model, model.prompts[str(cid)].detach().clone()
+        with tempfile.TemporaryDirectory() as tmp:
+            forget_checkpoint(model_dir, [forgotten], out=Path(tmp) / "forgotten")
+            after = PreForgettableModel.from_pretrained(Path(tmp) / "forgotten", device=device)
+            hygiene = checkpoint_hygiene(Path(tmp) / "forgotten", cid, deleted)
+    else:
+        after = model
+        before = PreForgettableModel.from_pretrained(original_dir, device=device) if original_dir else None
+        deleted = before.prompts[str(cid)].detach().clone() if before and str(cid) in before.prompts else None
+        hygiene = checkpoint_hygiene(model_dir, cid, deleted)
+    return audit_forgetting(
+        after,
+        oracle,
+        train=train,
+        holdout=holdout,
+        forgotten=forgotten,
+        before=before,
+        hygiene=hygiene,
+        seed=seed,
+    )

@@ -1,0 +1,301 @@
+"""`protect model ...`: train a pre-forgettable classifier, forget classes, predict, audit, inspect.
+
+Thin commands: each parses options, calls one function of the library and renders the result.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+from protect.cli_options import device_options
+
+
+@click.group()
+def model() -> None:
+    """Pre-forgettable classifiers: one prompt token per class, forgetting = deleting it (arXiv 2509.15230).
+
+    \b
+    Example:
+        protect model train digits.npz --out digits-model
+        protect model forget digits-model --classes 3
+    """
+
+
+@model.command()
+@click.argument("data", type=click.Path(exists=True))
+@click.option("--out", "out", required=True, type=click.Path(), help="Model folder to write.")
+@click.option(
+    "--backbone",
+    default="tiny-vit",
+    show_default=True,
+    help="tiny-vit (from scratch), open_clip:MODEL:TAG or torchvision:NAME (pretrained).",
+)
+@click.option(
+    "--tuning",
+    type=click.Choice(["auto", "lora", "full"]),
+    default="auto",
+    show_default=True,
+    help="lora: frozen backbone + LoRA q/v (paper); full: train everything; auto: full from scratch.",
+)
+@click.option(
+    "--head",
+    type=click.Choice(["shared", "prompt_tied"]),
+    default="shared",
+    show_default=True,
+    help="shared linear head (paper) or prompt-tied (forgetting also deletes the head row).",
+)
+@click.option("--epochs", type=click.IntRange(1), default=10, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option(
+    "--holdout-fraction",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.2,
+    show_default=True,
+    help="Share of each class kept out of training as the audit's non-members.",
+)
+@device_options
+def train(
+    data: str,
+    out: str,
+    backbone: str,
+    tuning: str,
+    head: str,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    holdout_fraction: float,
+    device: str,
+    seed: int,
+) -> None:
+    """Train a pre-forgettable classifier on DATA (class sub-folders, or an .npz with x, y, classes).
+
+    \b
+    Example:
+        protect model train photos/ --out my-model --epochs 20
+    """
+    from forgettable.data import load_labeled
+    from forgettable.train import Recipe, fit
+
+    start = time.perf_counter()
+    dataset = load_labeled(data)
+    recipe = Recipe(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, holdout_fraction=holdout_fraction)
+    trained = fit(
+        dataset,
+        backbone=backbone,
+        tuning=tuning,
+        head=head,
+        recipe=recipe,
+        device=device,
+        on_epoch=lambda e, loss: click.echo(f"epoch {e}/{epochs}  loss {loss:.4f}", err=True),
+    )
+    trained.save_pretrained(out)
+    cfg = trained.config
+    click.echo(
+        f"trained {len(cfg.class_names)} classes ({cfg.backbone}, {cfg.tuning}, {cfg.head} head) "
+        f"in {time.perf_counter() - start:.1f}s -> {out}"
+    )
+
+
+@model.command()
+@click.argument("model_dir", type=click.Path())
+@click.option("--classes", required=True, help="Comma-separated class names to forget.")
+@click.option(
+    "--out", type=click.Path(), default=None, help="Write a new folder instead of updating MODEL_DIR."
+)
+def forget(model_dir: str, classes: str, out: str | None) -> None:
+    """Forget classes by deleting their prompt tokens (and optimiser moments) from the checkpoint, atomically.
+
+    \b
+    Example:
+        protect model forget my-model --classes cat,dog
+    """
+    from forgettable.forget import forget_checkpoint
+
+    names = [c.strip() for c in classes.split(",") if c.strip()]
+    result = forget_checkpoint(model_dir, names, out=out)
+    if result.forgotten:
+        click.echo(
+            f"forgot {', '.join(result.forgotten)} in {result.seconds * 1000:.0f} ms -> {result.directory}"
+        )
+    if result.already_forgotten:
+        click.echo(f"already forgotten (nothing to do): {', '.join(result.already_forgotten)}")
+    click.echo(f"remaining classes: {', '.join(result.remaining)}")
+    if out is not None:
+        click.echo(f"note: {model_dir} still holds the deleted prompts; remove it if the goal is erasure")
+
+
+@model.command()
+@click.argument("model_dir", type=click.Path())
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--json", "as_json", is_flag=True, help="Per input: the top class and the probabilities.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="cpu", show_default=True)
+def predict(model_dir: str, images: tuple[str, ...], as_json: bool, device: str) -> None:
+    """Classify IMAGES (files or folders) with the classes still present; forgotten ones are never output.
+
+    \b
+    Example:
+        protect model predict my-model cat.jpg dog.png --json
+    """
+    import numpy as np
+
+    from forgettable.model import PreForgettableModel
+    from protect.devices import resolve_device
+    from protect.imageio import find_images, load_image
+
+    net = PreForgettableModel.from_pretrained(model_dir, device=resolve_device(device))
+    files = [f for p in images for f in (find_images(p) if Path(p).is_dir() else [Path(p)])]
+    rows = []
+    for f in files:
+        pixels = load_image(f).pixels
+        probs = net.predict_proba(pixels[None], mask_forgotten=True)[0]
+        present = net.config.present or []
+        rows.append(
+            {
+                "input": str(f),
+                "top": net.config.class_names[int(np.argmax(probs))],
+                "probabilities": {net.config.class_names[c]: round(float(probs[c]), 6) for c in present},
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['input']}\t{row['top']}\t{row['probabilities'][row['top']]:.3f}")
+
+
+@model.command()
+@click.argument("model_dir", type=click.Path())
+@click.option("--data", "data", required=True, type=click.Path(exists=True), help="The training DATA.")
+@click.option("--forgotten", required=True, help="The class to audit (forgotten already, or forgotten here).")
+@click.option(
+    "--oracle", type=click.Path(), default=None, help="A model trained without the class; else retrained."
+)
+@click.option(
+    "--holdout",
+    type=click.Path(exists=True),
+    default=None,
+    help="Held-out samples (non-members); default: the split recorded at training time.",
+)
+@click.option(
+    "--original", type=click.Path(), default=None, help="The model before forgetting (drift, hygiene)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+@device_options
+def audit(
+    model_dir: str,
+    data: str,
+    forgotten: str,
+    oracle: str | None,
+    holdout: str | None,
+    original: str | None,
+    as_json: bool,
+    device: str,
+    seed: int,
+) -> None:
+    """Audit a forgotten class against a retrained oracle: accuracy, MIA, probe, re-learning, hygiene.
+
+    \b
+    Example:
+        protect model audit my-model --data photos/ --forgotten cat --json
+    """
+    from forgettable.audit import audit_directory
+    from forgettable.data import load_labeled
+
+    report = audit_directory(
+        model_dir,
+        load_labeled(data),
+        forgotten,
+        holdout=load_labeled(holdout) if holdout else None,
+        oracle_dir=oracle,
+        original_dir=original,
+        device=device,
+        seed=seed,
+    )
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    click.echo(render_report(report))
+
+
+def render_report(report) -> str:  # noqa: ANN001 - AuditReport, imported lazily
+    """A short human-readable summary of an `AuditReport`."""
+    m, o = report.model, report.oracle
+    lines = [
+        f"forgotten class: {report.forgotten}  (positive control: {report.control_class})",
+        f"{'':28}{'model':>10}{'oracle':>10}",
+    ]
+
+    def row(name: str, a: float | None, b: float | None) -> None:
+        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        lines.append(f"{name:28}{fmt(a):>10}{fmt(b):>10}")
+
+    if report.before is not None:
+        row("retain acc before forgetting", report.before["retain_acc"], None)
+    row("retain acc", m.retain_acc, o.retain_acc)
+    row("forget acc (unmasked)", m.forget_acc, o.forget_acc)
+    row("forget-class entropy (nats)", m.forget_entropy, o.forget_entropy)
+    for stat in ("loss", "confidence"):
+        a, b = m.mia.get(stat), o.mia.get(stat)
+        row(f"MIA AUC ({stat})", a.auc if a else None, b.auc if b else None)
+        a, b = m.mia_control.get(stat), o.mia_control.get(stat)
+        row(f"  control MIA AUC ({stat})", a.auc if a else None, b.auc if b else None)
+    row("linear-probe AUC", m.probe_auc, o.probe_auc)
+    for a, b in zip(m.relearn, o.relearn, strict=True):
+        row(f"re-learn n={a.n}: forget acc", a.forget_acc, b.forget_acc)
+    if report.hygiene is not None:
+        h = report.hygiene
+        lines.append(
+            f"hygiene: prompt keys {h.prompt_keys or 'none'}, optimiser keys {h.optimizer_keys or 'none'}, "
+            f"max cosine {'-' if h.max_cosine is None else f'{h.max_cosine:.3f}'}"
+        )
+    lines.append(
+        "checks: "
+        + ", ".join(
+            f"{k}={'-' if v is None else ('pass' if v else 'FAIL')}" for k, v in report.checks.items()
+        )
+    )
+    lines.extend(f"note: {n}" for n in report.notes)
+    return "\n".join(lines)
+
+
+@model.command()
+@click.argument("model_dir", type=click.Path())
+@click.option("--json", "as_json", is_flag=True)
+def info(model_dir: str, as_json: bool) -> None:
+    """Show a model's classes (present and forgotten), backbone, recipe and forgetting log.
+
+    \b
+    Example:
+        protect model info my-model
+    """
+    from forgettable.checkpoint import read_checkpoint
+    from forgettable.config import ForgettableConfig
+
+    meta, _, _ = read_checkpoint(model_dir)
+    cfg = ForgettableConfig.from_dict(meta["config"])
+    present = cfg.present_names
+    summary = {
+        "backbone": cfg.backbone,
+        "tuning": cfg.tuning,
+        "head": cfg.head,
+        "classes_present": present,
+        "classes_forgotten": [n for n in cfg.class_names if n not in present],
+        "recipe": meta.get("recipe", {}),
+        "forgetting_log": meta.get("forgetting_log", []),
+    }
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    click.echo(f"backbone: {cfg.backbone} ({cfg.tuning}, {cfg.head} head)")
+    click.echo(f"classes present ({len(present)}): {', '.join(present)}")
+    click.echo(f"classes forgotten: {', '.join(summary['classes_forgotten']) or 'none'}")
+    for entry in summary["forgetting_log"]:
+        click.echo(
+            f"  {entry['at']}  forgot {entry['class']}: deleted {', '.join(entry['deleted'])}; "
+            f"kept {entry['kept']}"
+        )

@@ -1,0 +1,88 @@
+"""The model's configuration: a typed dataclass saved as `config.json` next to `model.safetensors`.
+
+Class ids are fixed at training time (`class_names[i]` is id `i`); forgetting removes ids from `present`
+but never renumbers, so a shared head keeps its C outputs exactly as in the paper (arXiv 2509.15230).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from protect.errors import ConfigError
+
+TUNINGS = ("lora", "full")
+HEADS = ("shared", "prompt_tied")
+
+
+@dataclass
+class ForgettableConfig:
+    """Architecture of a pre-forgettable classifier.
+
+    Args:
+        class_names: one name per class id.
+        backbone: `tiny-vit-32`, `tiny-vit-8`, `open_clip:MODEL[:TAG]` or `torchvision:NAME`.
+        tuning: `lora` (frozen backbone + LoRA on attention q/v, as in the paper) or `full`
+            (every weight trained).
+        head: `shared` (one linear head, as in the paper) or `prompt_tied` (logit_c = <g(h), u(P_c)>: deleting
+            the prompt deletes the class's head row too).
+        present: class ids whose prompt is still in the bank (None: all).
+    """
+
+    class_names: list[str]
+    backbone: str = "tiny-vit-32"
+    image_size: int = 32
+    channels: int = 3
+    patch_size: int = 4
+    dim: int = 64
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 2.0
+    tuning: str = "full"
+    lora_rank: int = 4
+    lora_alpha: float = 4.0
+    head: str = "shared"
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    present: list[int] | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.class_names) < 2:
+            raise ConfigError(f"a classifier needs at least 2 classes, got {self.class_names!r}")
+        if len(set(self.class_names)) != len(self.class_names):
+            raise ConfigError(f"class names must be unique, got {self.class_names!r}")
+        if self.tuning not in TUNINGS:
+            raise ConfigError(f"tuning must be one of {', '.join(TUNINGS)}, got {self.tuning!r}")
+        if self.head not in HEADS:
+            raise ConfigError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
+        self.mean = list(self.mean) if self.mean is not None else [0.5] * self.channels
+        self.std = list(self.std) if self.std is not None else [0.25] * self.channels
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            raise ConfigError(f"mean/std need {self.channels} values, got {self.mean!r} / {self.std!r}")
+        if self.present is None:
+            self.present = list(range(len(self.class_names)))
+        self.present = sorted(int(c) for c in self.present)
+
+    @property
+    def present_names(self) -> list[str]:
+        """Names of the classes whose prompt is still in the bank."""
+        return [self.class_names[c] for c in self.present or []]
+
+    def class_id(self, name: str) -> int:
+        """The id of class `name`; unknown names are one clear error listing the valid ones."""
+        from protect.errors import UnknownNameError
+
+        if name not in self.class_names:
+            raise UnknownNameError(f"unknown class {name!r}; this model knows: {', '.join(self.class_names)}")
+        return self.class_names.index(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ForgettableConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
+        return cls(**data)

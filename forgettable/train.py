@@ -1,0 +1,212 @@
+"""Training with the paper's two-pass loss (arXiv 2509.15230, official `train.py`).
+
+Per batch: k ~ U{0..K-1} distractor prompts and an insert position are drawn once; each sample gets its own
+shuffled distractors (never its own class). Loss = CE(f(x; distractors + own prompt), y)
++ kl_weight * KL(uniform || softmax f(x; distractors only)). With k = 0 the second pass has no prompt at all.
+Adam, lr 1e-3, batch 32 as in the code's defaults. The optimiser's moments are kept by parameter name so that
+forgetting can delete them (the paper's checkpoints keep them for deleted prompts).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from forgettable.backbones import resolve_architecture
+from forgettable.config import ForgettableConfig
+from forgettable.data import LabeledImages, split_holdout
+from forgettable.model import PreForgettableModel
+from protect.devices import resolve_device, seeded_generator
+from protect.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Recipe:
+    """How a model was trained; stored in config.json so the audit can retrain the oracle the same way."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    kl_weight: float = 1.0
+    seed: int = 0
+    holdout_fraction: float = 0.2
+    backbone_init: str = "random"
+    data_fingerprint: str = ""
+
+
+def kl_to_uniform(logits: torch.Tensor) -> torch.Tensor:
+    """KL(U || softmax(logits)), batch mean; -inf logits (deleted tied-head rows) are left out of U."""
+    finite = torch.isfinite(logits)
+    logp = F.log_softmax(logits, dim=-1)
+    n = finite.sum(-1).clamp(min=1)
+    return (-torch.log(n.float()) - torch.where(finite, logp, 0).sum(-1) / n).mean()
+
+
+def prompt_sets(
+    y: torch.Tensor, present: torch.Tensor, k: int, pos: int, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mixed, wrong) class-id sets (B, k+1) and (B, k): k distinct distractors, own class at `pos`."""
+    scores = torch.rand(len(y), len(present), generator=gen)
+    scores[present.unsqueeze(0) == y.unsqueeze(1)] = 2.0  # sort the own class last: never a distractor
+    wrong = present[scores.argsort(dim=1)[:, :k]]
+    mixed = torch.cat([wrong[:, :pos], y.unsqueeze(1), wrong[:, pos:]], dim=1)
+    return mixed, wrong
+
+
+def _adam_state(model: PreForgettableModel, optimizer: torch.optim.Adam) -> dict[str, torch.Tensor]:
+    names = {id(p): n for n, p in model.named_parameters()}
+    out: dict[str, torch.Tensor] = {}
+    for p, state in optimizer.state.items():
+        for key, value in state.items():
+            out[f"{names[id(p)]}.{key}"] = torch.as_tensor(value).detach().cpu()
+    return out
+
+
+def train_model(
+    model: PreForgettableModel,
+    data: LabeledImages,
+    *,
+    recipe: Recipe,
+    device: str = "cpu",
+    prompts: bool = True,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> PreForgettableModel:
+    """Train in place with the two-pass loss (`prompts=False`: plain CE, no prompts: backbone pretraining).
+
+    `data.class_names` must equal the model's class names (ids are labels).
+    """
+    dev = resolve_device(device)
+    model.to(dev).train()
+    gen = seeded_generator(recipe.seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=recipe.lr)
+    present = torch.tensor(model.config.present or [], dtype=torch.long)
+    y_all = torch.as_tensor(data.y, dtype=torch.long)
+    no_prompt = torch.zeros(0, dtype=torch.long)
+    for epoch in range(recipe.epochs):
+        order = torch.randperm(len(data), generator=gen)
+        total = 0.0
+        for i in range(0, len(order), recipe.batch_size):
+            idx = order[i : i + recipe.batch_size]
+            x = model.preprocess(data.x[idx.numpy()])
+            y = y_all[idx]
+            if prompts:
+                k = int(torch.randint(0, len(present), (1,), generator=gen))
+                pos = int(torch.randint(0, k + 1, (1,), generator=gen))
+                mixed, wrong = prompt_sets(y, present, k, pos, gen)
+                loss = F.cross_entropy(model(x, mixed), y.to(dev))
+                loss = loss + recipe.kl_weight * kl_to_uniform(model(x, wrong))
+            else:
+                loss = F.cross_entropy(model(x, no_prompt), y.to(dev))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(idx)
+        if not math.isfinite(total):
+            raise FloatingPointError(f"training diverged at epoch {epoch + 1} (lower the learning rate)")
+        log.info("epoch %d/%d loss %.4f", epoch + 1, recipe.epochs, total / len(data))
+        if on_epoch is not None:
+            on_epoch(epoch + 1, total / len(data))
+    model.optimizer_state = _adam_state(model, optimizer)
+    model.recipe = asdict(recipe)
+    return model.eval()
+
+
+def fit(
+    data: LabeledImages,
+    *,
+    backbone: str = "tiny-vit",
+    tuning: str = "auto",
+    head: str = "shared",
+    recipe: Recipe | None = None,
+    device: str = "cpu",
+    backbone_state: dict[str, torch.Tensor] | None = None,
+    arch: dict[str, Any] | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> PreForgettableModel:
+    """Train a pre-forgettable model on DATA minus its held-out split (kept for the audit's non-members).
+
+    Args:
+        backbone: `tiny-vit` (from scratch), `open_clip:MODEL:TAG` or `torchvision:NAME` (pretrained, fetched
+            on first use).
+        tuning: `lora` (frozen backbone, paper), `full`, or `auto` (`full` from scratch, `lora` otherwise).
+        backbone_state: start from these backbone weights (e.g. trained on other classes); recorded by hash.
+        arch: overrides of the tiny-ViT sizes (dim, depth, ...).
+    """
+    recipe = recipe or Recipe()
+    train, _ = split_holdout(data, fraction=recipe.holdout_fraction, seed=recipe.seed)
+    channels = int(data.x.shape[-1])
+    spec = resolve_architecture(backbone, image_size=int(data.x.shape[1]), channels=channels)
+    spec.update(arch or {})
+    from_scratch = spec["backbone"].startswith("tiny-vit")
+    if tuning == "auto":
+        tuning = "full" if from_scratch and backbone_state is None else "lora"
+    config = ForgettableConfig(list(data.class_names), tuning=tuning, head=head, **spec)
+    if backbone_state is not None:
+        digest = _state_digest(backbone_state)
+        recipe.backbone_init = f"state:{digest}"
+    else:
+        recipe.backbone_init = "random" if from_scratch else "pretrained"
+    recipe.data_fingerprint = data.fingerprint()
+    seeded_generator(recipe.seed)
+    model = PreForgettableModel(config, pretrained=not from_scratch, backbone_state=backbone_state)
+    return train_model(model, train, recipe=recipe, device=device, on_epoch=on_epoch)
+
+
+def _state_digest(state: dict[str, torch.Tensor]) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        digest.update(key.encode())
+        digest.update(np.ascontiguousarray(state[key].detach().cpu().float().numpy()).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def train_oracle(
+    model: PreForgettableModel,
+    data: LabeledImages,
+    forgotten: list[str],
+    *,
+    device: str = "cpu",
+    backbone_state: dict[str, torch.Tensor] | None = None,
+) -> PreForgettableModel:
+    """The retrained oracle: `model`'s recipe and architecture on DATA without the classes `forgotten`."""
+    recipe = Recipe(**model.recipe) if model.recipe else Recipe()
+    if recipe.backbone_init.startswith("state:") and backbone_state is None:
+        raise ConfigError(
+            "this model's backbone started from custom weights; train the oracle yourself (--oracle)"
+        )
+    keys = (
+        "image_size",
+        "channels",
+        "patch_size",
+        "dim",
+        "depth",
+        "heads",
+        "mlp_ratio",
+        "lora_rank",
+        "lora_alpha",
+        "mean",
+        "std",
+    )
+    cfg = model.config
+    return fit(
+        data.without(forgotten),
+        backbone=cfg.backbone,
+        tuning=cfg.tuning,
+        head=cfg.head,
+        recipe=recipe,
+        device=device,
+        backbone_state=backbone_state,
+        arch={k: getattr(cfg, k) for k in keys},
+    )
