@@ -1,4 +1,5 @@
-"""Python API: mark a release (`embed_folder`, `embed_arrays`) and verify a suspect set (`verify`, `verify_arrays`).
+"""Python API: mark a release (`embed_folder`, `embed_arrays`) and verify a suspect set (`verify`,
+`verify_arrays`).
 
 Example:
     from watermark.api import embed_folder, verify
@@ -85,14 +86,24 @@ def coverage_table(layout: Layout, n_images: int) -> dict[str, Any]:
         "worst_case_images": worst_case_images(layout, n_images),
         "random_images_for_95pct": images_needed(layout, 0.95, n_images) if n_images else None,
         "random_images_for_99pct": images_needed(layout, 0.99, n_images) if n_images else None,
-        "coverage_probability": {str(m): round(coverage_probability(layout, m, n_images), 4)
-                                 for m in (5, 10, 20, 50) if m <= n_images},
+        "coverage_probability": {
+            str(m): round(coverage_probability(layout, m, n_images), 4)
+            for m in (5, 10, 20, 50)
+            if m <= n_images
+        },
     }
 
 
-def embed_arrays(images: list[np.ndarray] | np.ndarray, message_bits: np.ndarray, key: bytes, *,
-                 settings: WatermarkSettings, backend: WatermarkBackend | None = None,
-                 positions: np.ndarray | None = None, n_total: int | None = None) -> list[np.ndarray]:
+def embed_arrays(
+    images: list[np.ndarray] | np.ndarray,
+    message_bits: np.ndarray,
+    key: bytes,
+    *,
+    settings: WatermarkSettings,
+    backend: WatermarkBackend | None = None,
+    positions: np.ndarray | None = None,
+    n_total: int | None = None,
+) -> list[np.ndarray]:
     """Mark uint8 (H, W, C) images; image i gets the combination of release position `positions[i]`."""
     backend = backend or create_backend(settings.backend)
     layout = settings.layout()
@@ -101,13 +112,22 @@ def embed_arrays(images: list[np.ndarray] | np.ndarray, message_bits: np.ndarray
     combos = assign(n, layout, key)
     pos = np.arange(len(images)) if positions is None else positions
     strength = settings.resolved_strength(backend)
-    return [backend.embed(img, subs[combos[p]], strength) for img, p in zip(images, pos)]
+    return [backend.embed(img, subs[combos[p]], strength) for img, p in zip(images, pos, strict=True)]
 
 
-def embed_folder(src: str | Path, dst: str | Path, *, message: str, key: bytes, tau: float = 0.8,
-                 backend: str = "dwtdct", strength: float | None = None,
-                 options: WriteOptions | None = None) -> CopyJob:
-    """Write watermarked copies of a folder or `.npz` and `watermark-manifest.json` (settings, quality; no key)."""
+def embed_folder(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    message: str,
+    key: bytes,
+    tau: float = 0.8,
+    backend: str = "dwtdct",
+    strength: float | None = None,
+    options: WriteOptions | None = None,
+) -> CopyJob:
+    """Write watermarked copies of a folder or `.npz` and `watermark-manifest.json` (settings, quality; no
+    key)."""
     bits = message_to_bits(message)
     settings = WatermarkSettings(message_bits=len(bits), tau=tau, backend=backend, strength=strength)
     wm = create_backend(backend)
@@ -123,8 +143,14 @@ def embed_folder(src: str | Path, dst: str | Path, *, message: str, key: bytes, 
         files = find_images(job.src)
         n = len(files)
         index = {str(p): i for i, p in enumerate(files)}
-    job.settings = {**asdict(settings), "strength": settings.resolved_strength(wm), "layout": layout.summary(),
-                    "images": n, "coverage": coverage_table(layout, n), "key": "not stored"}
+    job.settings = {
+        **asdict(settings),
+        "strength": settings.resolved_strength(wm),
+        "layout": layout.summary(),
+        "images": n,
+        "coverage": coverage_table(layout, n),
+        "key": "not stored",
+    }
     if job.is_npz:
         job.write_dataset(data, marked)
         return job
@@ -133,8 +159,15 @@ def embed_folder(src: str | Path, dst: str | Path, *, message: str, key: bytes, 
         if picture is None:
             continue
         try:
-            out = embed_arrays([picture.pixels], bits, key, settings=settings, backend=wm,
-                               positions=np.array([index[str(path)]]), n_total=n)[0]
+            out = embed_arrays(
+                [picture.pixels],
+                bits,
+                key,
+                settings=settings,
+                backend=wm,
+                positions=np.array([index[str(path)]]),
+                n_total=n,
+            )[0]
         except ConfigError as e:
             job.skip(path, str(e))
             continue
@@ -142,8 +175,15 @@ def embed_folder(src: str | Path, dst: str | Path, *, message: str, key: bytes, 
     return job
 
 
-def verify_arrays(images: list[np.ndarray], key: bytes, *, settings: WatermarkSettings,
-                  message: str | None = None, backend: WatermarkBackend | None = None, **kwargs: Any) -> Verdict:
+def verify_arrays(
+    images: list[np.ndarray],
+    key: bytes,
+    *,
+    settings: WatermarkSettings,
+    message: str | None = None,
+    backend: WatermarkBackend | None = None,
+    **kwargs: Any,
+) -> Verdict:
     """Extract every image once, then decode and decide (`watermark.verify`)."""
     backend = backend or create_backend(settings.backend)
     layout = settings.layout()
@@ -160,13 +200,18 @@ def verify_arrays(images: list[np.ndarray], key: bytes, *, settings: WatermarkSe
     if message is not None:
         bits = message_to_bits(message)
         if len(bits) != settings.message_bits:
-            raise ConfigError(f"--message has {len(bits)} bits but the release carries {settings.message_bits}")
+            raise ConfigError(
+                f"--message has {len(bits)} bits but the release carries {settings.message_bits}"
+            )
         claimed = make_word(bits)
-    return verdict_from_scores(np.stack(scores), layout, key, claimed_word=claimed, images_read=len(images), **kwargs)
+    return verdict_from_scores(
+        np.stack(scores), layout, key, claimed_word=claimed, images_read=len(images), **kwargs
+    )
 
 
 def read_suspect(suspect: str | Path) -> list[np.ndarray]:
-    """Pixels of every readable image in a folder, one file or an `.npz` (unreadable files are passed over)."""
+    """Pixels of every readable image in a folder, one file or an `.npz` (unreadable files are passed
+    over)."""
     path = Path(suspect)
     if not path.exists():
         raise ConfigError(f"{suspect} does not exist")
@@ -185,14 +230,24 @@ def read_suspect(suspect: str | Path) -> list[np.ndarray]:
 def read_manifest(path: str | Path) -> WatermarkSettings:
     try:
         s = json.loads(Path(path).read_text(encoding="utf-8"))["settings"]
-        return WatermarkSettings(message_bits=int(s["message_bits"]), tau=float(s["tau"]), backend=s["backend"],
-                                 strength=s["strength"])
+        return WatermarkSettings(
+            message_bits=int(s["message_bits"]),
+            tau=float(s["tau"]),
+            backend=s["backend"],
+            strength=s["strength"],
+        )
     except (OSError, KeyError, ValueError, TypeError) as e:
         raise ConfigError(f"{path} is not a readable {MANIFEST_NAME}: {e}") from e
 
 
-def verify(suspect: str | Path, key: bytes, *, message: str | None = None, settings: WatermarkSettings | None = None,
-           **kwargs: Any) -> Verdict:
+def verify(
+    suspect: str | Path,
+    key: bytes,
+    *,
+    message: str | None = None,
+    settings: WatermarkSettings | None = None,
+    **kwargs: Any,
+) -> Verdict:
     """Verify a folder, image or `.npz`; without `settings` the message length comes from `message`."""
     if settings is None:
         if message is None:

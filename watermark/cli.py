@@ -9,7 +9,14 @@ import click
 
 from protect.batch import WriteOptions
 from protect.cli_options import write_options
-from watermark.api import KEY_ENV, WatermarkSettings, embed_folder, message_to_bits, read_manifest, resolve_key
+from watermark.api import (
+    KEY_ENV,
+    WatermarkSettings,
+    embed_folder,
+    message_to_bits,
+    read_manifest,
+    resolve_key,
+)
 from watermark.api import verify as verify_suspect
 from watermark.backends import list_backends
 
@@ -21,12 +28,26 @@ def _key_options(fn):
 
 
 def _layout_options(fn):
-    fn = click.option("--strength", type=float, default=None,
-                      help="Embedding strength (dwtdct: QIM step, default 40; hidden/rivagan: residual scale, 1).")(fn)
-    fn = click.option("--backend", type=click.Choice(list_backends()), default="dwtdct", show_default=True,
-                      help="Base watermarker.")(fn)
-    fn = click.option("--tau", type=click.FloatRange(0, 1), default=0.8, show_default=True,
-                      help="AMUSE protection requirement k/N <= tau; 0 puts the whole message in every image.")(fn)
+    fn = click.option(
+        "--strength",
+        type=float,
+        default=None,
+        help="Embedding strength (dwtdct: QIM step, default 40; hidden/rivagan: residual scale, 1).",
+    )(fn)
+    fn = click.option(
+        "--backend",
+        type=click.Choice(list_backends()),
+        default="dwtdct",
+        show_default=True,
+        help="Base watermarker.",
+    )(fn)
+    fn = click.option(
+        "--tau",
+        type=click.FloatRange(0, 1),
+        default=0.8,
+        show_default=True,
+        help="AMUSE protection requirement k/N <= tau; 0 puts the whole message in every image.",
+    )(fn)
     return fn
 
 
@@ -37,13 +58,27 @@ def watermark() -> None:
 
 @watermark.command()
 @click.argument("src", type=click.Path(exists=True))
-@click.option("--out", "dst", required=True, type=click.Path(), help="Destination folder (or .npz for an .npz source).")
+@click.option(
+    "--out", "dst", required=True, type=click.Path(), help="Destination folder (or .npz for an .npz source)."
+)
 @click.option("--message", required=True, help="Owner message (text, or bits:0101...).")
 @_key_options
 @_layout_options
 @write_options
-def embed(src: str, dst: str, message: str, key: str | None, key_file: str | None, tau: float, backend: str,
-          strength: float | None, fmt: str, quality: int, keep_exif: bool, resume: bool) -> None:
+def embed(
+    src: str,
+    dst: str,
+    message: str,
+    key: str | None,
+    key_file: str | None,
+    tau: float,
+    backend: str,
+    strength: float | None,
+    fmt: str,
+    quality: int,
+    keep_exif: bool,
+    resume: bool,
+) -> None:
     """Write watermarked copies of SRC into --out (originals untouched) and watermark-manifest.json
     (settings, per-image PSNR/SSIM, how many leaked images recover the message; never the key).
 
@@ -52,33 +87,64 @@ def embed(src: str, dst: str, message: str, key: str | None, key_file: str | Non
         protect watermark embed photos --out release --message AB --key-file owner.key --tau 0.8
     """
     options = WriteOptions(fmt=fmt, quality=quality, keep_exif=keep_exif, resume=resume)
-    job = embed_folder(src, dst, message=message, key=resolve_key(key, key_file), tau=tau, backend=backend,
-                       strength=strength, options=options)
+    job = embed_folder(
+        src,
+        dst,
+        message=message,
+        key=resolve_key(key, key_file),
+        tau=tau,
+        backend=backend,
+        strength=strength,
+        options=options,
+    )
     status = job.finish()
     layout = job.settings["layout"]
     psnrs = [r["psnr"] for r in job.rows if r.get("psnr") is not None]
     click.echo(f"marked {len(job.rows)} images, skipped {len(job.skipped)} -> {job.dst}")
-    click.echo(f"layout: {layout['n_chunks']} chunks, {layout['per_image']} per image, {layout['sub_bits']} bits per "
-               f"image (guarantee k/N = {layout['guarantee']}); mean PSNR "
-               + (f"{sum(psnrs) / len(psnrs):.2f} dB" if psnrs else "n/a"))
+    click.echo(
+        f"layout: {layout['n_chunks']} chunks, {layout['per_image']} per image, {layout['sub_bits']} bits "
+        f"per image (guarantee k/N = {layout['guarantee']}); mean PSNR "
+        + (f"{sum(psnrs) / len(psnrs):.2f} dB" if psnrs else "n/a")
+    )
     cov = job.settings["coverage"]
-    click.echo(f"recovery needs {cov['worst_case_images']} images in the worst case, "
-               f"{cov['random_images_for_95pct']} random images for 95% (manifest: {job.report_dir / 'watermark-manifest.json'})")
+    click.echo(
+        f"recovery needs {cov['worst_case_images']} images in the worst case, "
+        f"{cov['random_images_for_95pct']} random images for 95% "
+        f"(manifest: {job.report_dir / 'watermark-manifest.json'})"
+    )
     click.get_current_context().exit(status)
 
 
 @watermark.command()
 @click.argument("suspect", type=click.Path(exists=True))
 @_key_options
-@click.option("--message", help="The message you claim (text or bits:0101...); tests it and reports bit accuracy.")
-@click.option("--message-bits", type=click.IntRange(1), help="Length of the embedded message in bits (if no --message).")
-@click.option("--manifest", type=click.Path(exists=True, dir_okay=False),
-              help="watermark-manifest.json from embed: its settings replace --tau/--backend/--strength.")
+@click.option(
+    "--message", help="The message you claim (text or bits:0101...); tests it and reports bit accuracy."
+)
+@click.option(
+    "--message-bits", type=click.IntRange(1), help="Length of the embedded message in bits (if no --message)."
+)
+@click.option(
+    "--manifest",
+    type=click.Path(exists=True, dir_okay=False),
+    help="watermark-manifest.json from embed: its settings replace --tau/--backend/--strength.",
+)
 @_layout_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def verify(suspect: str, key: str | None, key_file: str | None, message: str | None, message_bits: int | None,
-           manifest: str | None, tau: float, backend: str, strength: float | None, as_json: bool) -> None:
-    """Decide whether SUSPECT (folder, image or .npz) carries your watermark: match, no-watermark or inconclusive.
+def verify(
+    suspect: str,
+    key: str | None,
+    key_file: str | None,
+    message: str | None,
+    message_bits: int | None,
+    manifest: str | None,
+    tau: float,
+    backend: str,
+    strength: float | None,
+    as_json: bool,
+) -> None:
+    """Decide whether SUSPECT (folder, image or .npz) carries your watermark: match, no-watermark or
+    inconclusive.
     Exit status 0 for match, 1 otherwise, 2 for an error.
 
     \b
@@ -90,7 +156,9 @@ def verify(suspect: str, key: str | None, key_file: str | None, message: str | N
     else:
         length = len(message_to_bits(message)) if message else message_bits
         if length is None:
-            raise click.UsageError("pass --message, --message-bits or --manifest (the message length is needed)")
+            raise click.UsageError(
+                "pass --message, --message-bits or --manifest (the message length is needed)"
+            )
         settings = WatermarkSettings(message_bits=length, tau=tau, backend=backend, strength=strength)
     result = verify_suspect(Path(suspect), resolve_key(key, key_file), message=message, settings=settings)
     if as_json:
@@ -99,6 +167,8 @@ def verify(suspect: str, key: str | None, key_file: str | None, message: str | N
         click.echo(f"{result.verdict}: {result.reason}")
         if result.message is not None:
             click.echo(f"message: {result.message}")
-        click.echo(f"p-value {result.p_value:.3g} (empirical {result.empirical_p_value:.3g}); images read "
-                   f"{result.images_read}, used {result.images_used}")
+        click.echo(
+            f"p-value {result.p_value:.3g} (empirical {result.empirical_p_value:.3g}); images read "
+            f"{result.images_read}, used {result.images_used}"
+        )
     click.get_current_context().exit(0 if result.verdict == "match" else 1)

@@ -1,21 +1,24 @@
 """The AMUSE dataset codec: one owner message spread over a release as short per-image sub-messages.
 
-AMUSE (Ranjbar Alvar et al., "AMUSE: Adaptive Multi-Segment Encoding for Dataset Watermarking", arXiv 2403.05628):
-the L-bit message is split into N chunks; each image carries s = N - k of them plus an index naming which s-subset,
-so each image's payload is short (a learned watermarker is then more accurate and less visible), while any share of
-the release larger than k/N still holds every chunk. Pure Python + numpy: no image libraries here.
+AMUSE (Ranjbar Alvar et al., "AMUSE: Adaptive Multi-Segment Encoding for Dataset Watermarking", arXiv
+2403.05628): the L-bit message is split into N chunks; each image carries s = N - k of them plus an index
+naming which s-subset, so each image's payload is short (a learned watermarker is then more accurate and less
+visible), while any share of the release larger than k/N still holds every chunk. Pure Python + numpy: no
+image libraries here.
 
 Faithful to the paper's parameter choice: search 1 <= k < n <= 100 with k/n <= tau, sub-message length
-l(n, k) = (n - k) * ceil(L / n) + index width, keep l <= L, take the strictly smallest l, ties -> smallest n, then k;
-no candidate -> N = 1 (the whole message in every image). Chunks are zero-padded at the front.
+l(n, k) = (n - k) * ceil(L / n) + index width, keep l <= L, take the strictly smallest l, ties -> smallest n,
+then k; no candidate -> N = 1 (the whole message in every image). Chunks are zero-padded at the front.
 
 Changed (the published weaknesses, each named):
 - a keyed, balanced shuffle decides which image carries which combination (not dataset order);
-- keyed whitening of the word and the index, so a wrong key decodes to noise and constant messages look random;
-- the index is decoded by maximum likelihood over the C valid codewords only, then refined jointly with the chunk
-  bodies (the body of an image identifies its combination once the chunks are estimated), so a flipped index bit
-  neither drops an image nor silently puts its chunks at the wrong place;
-- soft-decision voting (sum of per-image scores), a keyed deterministic tie-break, and a missing chunk is reported;
+- keyed whitening of the word and the index, so a wrong key decodes to noise and constant messages look
+  random;
+- the index is decoded by maximum likelihood over the C valid codewords only, then refined jointly with the
+  chunk bodies (the body of an image identifies its combination once the chunks are estimated), so a flipped
+  index bit neither drops an image nor silently puts its chunks at the wrong place;
+- soft-decision voting (sum of per-image scores), a keyed deterministic tie-break, and a missing chunk is
+  reported;
 - the word carries a CRC-16, so a wrong decode is detected (`watermark.verify` turns that into a verdict).
 """
 
@@ -94,7 +97,8 @@ def keyed_bits(key: bytes, purpose: str, n: int) -> np.ndarray:
 
 # -- parameter choice ------------------------------------------------------------------------------------
 def index_width(n_combinations: int) -> int:
-    """Index bits for C combinations, as published: C.bit_length() (one bit more than needed when C is a power of
+    """Index bits for C combinations, as published: C.bit_length() (one bit more than needed when C is a power
+    of
     two; kept so the parameter choice and payload lengths match the paper, and ML decoding over the valid
     codewords turns that bit into a known pilot rather than a source of invalid indices)."""
     return n_combinations.bit_length() if n_combinations > 1 else 0
@@ -138,14 +142,25 @@ class Layout:
         return self.k / self.n_chunks
 
     def summary(self) -> dict[str, float | int]:
-        return {"word_bits": self.word_bits, "tau": self.tau, "n_chunks": self.n_chunks, "per_image": self.per_image,
-                "k": self.k, "combinations": self.n_combinations, "index_bits": self.index_bits,
-                "chunk_bits": self.chunk_bits, "sub_bits": self.sub_bits, "guarantee": round(self.guarantee, 4)}
+        return {
+            "word_bits": self.word_bits,
+            "tau": self.tau,
+            "n_chunks": self.n_chunks,
+            "per_image": self.per_image,
+            "k": self.k,
+            "combinations": self.n_combinations,
+            "index_bits": self.index_bits,
+            "chunk_bits": self.chunk_bits,
+            "sub_bits": self.sub_bits,
+            "guarantee": round(self.guarantee, 4),
+        }
 
 
 def _make_layout(word_bits: int, tau: float, n: int, s: int) -> Layout:
     if math.comb(n, s) > MAX_COMBINATIONS:
-        raise ConfigError(f"N={n}, s={s} gives {math.comb(n, s)} combinations; at most {MAX_COMBINATIONS} supported")
+        raise ConfigError(
+            f"N={n}, s={s} gives {math.comb(n, s)} combinations; at most {MAX_COMBINATIONS} supported"
+        )
     combos = tuple(itertools.combinations(range(n), s))
     return Layout(word_bits, tau, n, s, math.ceil(word_bits / n), combos)
 
@@ -199,11 +214,14 @@ def _index_codes(layout: Layout) -> np.ndarray:
 
 
 def submessages(word: np.ndarray, layout: Layout, key: bytes) -> np.ndarray:
-    """(C, l) the sub-message of every combination: whitened index then whitened chunks in combination order."""
+    """(C, l) the sub-message of every combination: whitened index then whitened chunks in combination
+    order."""
     word = np.asarray(word, dtype=np.uint8)
     if len(word) != layout.word_bits:
         raise ConfigError(f"word has {len(word)} bits, layout expects {layout.word_bits}")
-    chunks = np.concatenate([np.zeros(layout.pad, np.uint8), word]).reshape(layout.n_chunks, layout.chunk_bits)
+    chunks = np.concatenate([np.zeros(layout.pad, np.uint8), word]).reshape(
+        layout.n_chunks, layout.chunk_bits
+    )
     wmask, imask = _masks(layout, key)
     chunks = chunks ^ wmask
     codes = _index_codes(layout) ^ imask
@@ -228,7 +246,9 @@ class Decoded:
         return not self.missing_chunks
 
 
-def _decode_index(z_idx: np.ndarray, z_body: np.ndarray, layout: Layout, est: np.ndarray | None) -> np.ndarray:
+def _decode_index(
+    z_idx: np.ndarray, z_body: np.ndarray, layout: Layout, est: np.ndarray | None
+) -> np.ndarray:
     """Maximum-likelihood combination per image over the C valid codewords, plus body agreement when chunks
     are already estimated."""
     signs = 2.0 * _index_codes(layout) - 1.0
@@ -250,12 +270,19 @@ def _vote(z_body: np.ndarray, t: np.ndarray, layout: Layout) -> tuple[np.ndarray
     return votes, counts
 
 
-def decode(scores: np.ndarray, layout: Layout, key: bytes, *, soft: bool = True, joint_index: bool = True,
-           iterations: int = 3) -> Decoded:
+def decode(
+    scores: np.ndarray,
+    layout: Layout,
+    key: bytes,
+    *,
+    soft: bool = True,
+    joint_index: bool = True,
+    iterations: int = 3,
+) -> Decoded:
     """Recover the word from per-image soft scores (n, l): positive means bit 1, magnitude is confidence.
 
-    `soft=False, joint_index=False` is the published decoder (hard bits, index read on its own), kept for comparison;
-    it still drops no image (invalid indices cannot occur with ML over valid codewords).
+    `soft=False, joint_index=False` is the published decoder (hard bits, index read on its own), kept for
+    comparison; it still drops no image (invalid indices cannot occur with ML over valid codewords).
     """
     z = np.asarray(scores, dtype=np.float64)
     if z.ndim != 2 or z.shape[1] != layout.sub_bits:
@@ -277,9 +304,9 @@ def decode(scores: np.ndarray, layout: Layout, key: bytes, *, soft: bool = True,
     bits = np.where(votes > 0, 1, np.where(votes < 0, 0, tie)).astype(np.uint8)
     covered = np.repeat(counts > 0, layout.chunk_bits)
     return Decoded(
-        word=bits.reshape(-1)[layout.pad:],
-        votes=votes.reshape(-1)[layout.pad:],
-        covered=covered[layout.pad:],
+        word=bits.reshape(-1)[layout.pad :],
+        votes=votes.reshape(-1)[layout.pad :],
+        covered=covered[layout.pad :],
         missing_chunks=[int(i) for i in np.flatnonzero(counts == 0)],
         combos=t,
         images_used=len(z),
@@ -291,7 +318,9 @@ def worst_case_images(layout: Layout, n_images: int) -> int:
     """Fewest leaked images that hold every chunk whichever images they are (balanced keyed assignment)."""
     counts = np.bincount(np.arange(n_images) % layout.n_combinations, minlength=layout.n_combinations)
     combos = [set(c) for c in layout.combos]
-    worst = max(sum(int(counts[t]) for t, c in enumerate(combos) if i not in c) for i in range(layout.n_chunks))
+    worst = max(
+        sum(int(counts[t]) for t, c in enumerate(combos) if i not in c) for i in range(layout.n_chunks)
+    )
     return worst + 1 if worst < n_images else n_images + 1
 
 
@@ -316,7 +345,9 @@ def coverage_probability(layout: Layout, m: int, n_images: int | None = None) ->
     return float(min(1.0, max(0.0, total)))
 
 
-def images_needed(layout: Layout, probability: float, n_images: int | None = None, *, limit: int = 100_000) -> int:
+def images_needed(
+    layout: Layout, probability: float, n_images: int | None = None, *, limit: int = 100_000
+) -> int:
     """Smallest number of random leaked images that hold every chunk with at least `probability`."""
     if not 0 < probability < 1:
         raise ConfigError(f"probability must lie in (0, 1), got {probability}")

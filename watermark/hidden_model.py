@@ -1,13 +1,14 @@
 """A small HiDDeN-style encoder/decoder (Zhu et al., "HiDDeN: Hiding Data With Deep Networks", ECCV 2018).
 
-AMUSE (arXiv 2403.05628) reports its gains with HiDDeN because a learned watermarker's error rate grows with the
-payload it was trained for: one model per payload length. This is our own CPU-sized version, not the authors' code:
+AMUSE (arXiv 2403.05628) reports its gains with HiDDeN because a learned watermarker's error rate grows with
+the payload it was trained for: one model per payload length. This is our own CPU-sized version, not the
+authors' code:
 
-- the networks work at a fixed `resolution` (32x32 by default); a larger image is area-downsampled, the residual is
-  computed there and upsampled (bilinear) back onto the full-resolution image, so one model serves every size and the
-  mark lives in low frequencies that survive JPEG and resizing;
-- the residual is `tanh`-bounded and scaled by `residual_scale * strength`, so the inference strength sweeps the
-  PSNR/robustness trade-off without retraining;
+- the networks work at a fixed `resolution` (32x32 by default); a larger image is area-downsampled, the
+  residual is computed there and upsampled (bilinear) back onto the full-resolution image, so one model serves
+  every size and the mark lives in low frequencies that survive JPEG and resizing;
+- the residual is `tanh`-bounded and scaled by `residual_scale * strength`, so the inference strength sweeps
+  the PSNR/robustness trade-off without retraining;
 - saved as a folder (`config.json` + `model.safetensors`) with `save_pretrained` / `from_pretrained`.
 
 Training (noise layers, losses) lives in `watermark.train_hidden`, which inference never imports.
@@ -29,6 +30,7 @@ from protect.paths import atomic_path, atomic_write_text
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+MESSAGE_PLANES = 4
 
 
 @dataclass
@@ -37,9 +39,9 @@ class HiddenConfig:
 
     payload_bits: int = 30
     resolution: int = 32
-    channels: int = 32
-    encoder_blocks: int = 3
-    decoder_blocks: int = 4
+    channels: int = 16
+    encoder_blocks: int = 2
+    decoder_blocks: int = 3
     residual_scale: float = 0.04
 
     def __post_init__(self) -> None:
@@ -52,36 +54,42 @@ def _block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
 
 
 class HiddenEncoder(nn.Module):
-    """Image + message -> residual in [-1, 1] (HiDDeN: conv features, message broadcast over space, concat)."""
+    """Image + message -> residual in [-1, 1]: conv image features concatenated with a message map.
+
+    HiDDeN broadcasts each bit as a constant plane; like later HiDDeN variants we project the message to a
+    low-resolution map (linear layer, upsampled), which gives the carriers spatial structure and trains far
+    faster.
+    """
 
     def __init__(self, cfg: HiddenConfig) -> None:
         super().__init__()
-        c = cfg.channels
+        c, g = cfg.channels, cfg.resolution // 4
+        self.grid = g
+        self.message = nn.Linear(cfg.payload_bits, MESSAGE_PLANES * g * g)
         self.features = nn.Sequential(_block(3, c), *[_block(c, c) for _ in range(cfg.encoder_blocks - 1)])
-        self.merge = _block(c + cfg.payload_bits + 3, c)
+        self.merge = _block(c + MESSAGE_PLANES + 3, c)
         self.out = nn.Conv2d(c, 3, 1)
 
     def forward(self, x: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
-        signs = (2 * bits - 1)[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])
-        h = torch.cat([self.features(2 * x - 1), signs, 2 * x - 1], dim=1)
+        m = self.message(2 * bits - 1).view(-1, MESSAGE_PLANES, self.grid, self.grid)
+        m = F.interpolate(m, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        h = torch.cat([self.features(2 * x - 1), m, 2 * x - 1], dim=1)
         return torch.tanh(self.out(self.merge(h)))
 
 
 class HiddenDecoder(nn.Module):
-    """Image -> one logit per payload bit (conv blocks, global average pool, linear)."""
+    """Image -> one logit per payload bit (conv blocks down to a quarter resolution, then linear)."""
 
     def __init__(self, cfg: HiddenConfig) -> None:
         super().__init__()
-        c = cfg.channels
-        layers = [_block(3, c)]
-        for i in range(cfg.decoder_blocks - 1):
-            layers.append(_block(c, c, stride=2 if i % 2 == 0 else 1))
-        self.features = nn.Sequential(*layers, nn.Conv2d(c, cfg.payload_bits, 3, 1, 1))
-        self.linear = nn.Linear(cfg.payload_bits, cfg.payload_bits)
+        c, g = cfg.channels, cfg.resolution // 4
+        layers = [_block(3, c), _block(c, c, stride=2), _block(c, c, stride=2)]
+        layers += [_block(c, c) for _ in range(cfg.decoder_blocks - 3)]
+        self.features = nn.Sequential(*layers, nn.Conv2d(c, MESSAGE_PLANES, 1))
+        self.linear = nn.Linear(MESSAGE_PLANES * g * g, cfg.payload_bits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.features(2 * x - 1).mean(dim=(2, 3))
-        return self.linear(h)
+        return self.linear(self.features(2 * x - 1).flatten(1))
 
 
 class HiddenModel(nn.Module):
@@ -130,7 +138,9 @@ class HiddenModel(nn.Module):
             cfg = HiddenConfig(**json.loads((d / CONFIG_NAME).read_text(encoding="utf-8")))
             state = load_file(str(d / WEIGHTS_NAME))
         except FileNotFoundError as e:
-            raise ConfigError(f"{d} is not a HiDDeN model folder (needs {CONFIG_NAME} and {WEIGHTS_NAME})") from e
+            raise ConfigError(
+                f"{d} is not a HiDDeN model folder (needs {CONFIG_NAME} and {WEIGHTS_NAME})"
+            ) from e
         except (json.JSONDecodeError, TypeError, OSError) as e:
             raise IntegrityError(f"cannot read HiDDeN model in {d}: {e}") from e
         model = cls(cfg)

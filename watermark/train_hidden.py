@@ -1,15 +1,16 @@
 """Train the shipped HiDDeN models (one per payload length) on CPU-sized images.
 
-HiDDeN (Zhu et al., ECCV 2018) trains an encoder/decoder pair end to end through a stack of noise layers so that the
-message survives them. Ours: differentiable JPEG (DCT quantisation with the cubic rounding approximation of Shin and
-Song, 2017, random quality, 4:2:0 chroma), random crop-and-resize, 0.5x resize and back, Gaussian noise and brightness,
-one layer drawn per batch (identity included). Loss = BCE on the bits + `image_weight` * MSE on the pixels; no
-discriminator (the CPU budget goes to robustness instead). Inference code never imports this module.
+HiDDeN (Zhu et al., ECCV 2018) trains an encoder/decoder pair end to end through a stack of noise layers so
+that the message survives them. Ours: differentiable JPEG (DCT quantisation with the cubic rounding
+approximation of Shin and Song, 2017, random quality, 4:2:0 chroma), random crop-and-resize, 0.5x resize and
+back, Gaussian noise and brightness, one layer drawn per batch (identity included). Loss = BCE on the bits +
+`image_weight` * MSE on the pixels; no discriminator (the CPU budget goes to robustness instead). Inference
+code never imports this module.
 
 Run (the models shipped in `watermark/weights/` were made with exactly this):
 
     python -m watermark.train_hidden --data ../shared/data/cifar10_train_10k.npz --bits 30 16 9 \
-        --out watermark/weights --steps 2500
+        --out watermark/weights --steps 1200
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ from watermark.hidden_model import HiddenConfig, HiddenModel
 log = logging.getLogger(__name__)
 
 # Standard JPEG quantisation tables (ITU T.81 Annex K).
+# fmt: off
 _Q_LUMA = [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
            14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
            49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99]
 _Q_CHROMA = [17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99, 24, 26, 56, 99, 99, 99, 99, 99,
              47, 66, 99, 99, 99, 99, 99, 99] + [99] * 32
+# fmt: on
 
 
 def _dct_matrix(n: int = 8) -> torch.Tensor:
@@ -91,7 +94,7 @@ def noise_layer(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         f = rng.uniform(0.75, 1.0)
         ch, cw = max(8, int(h * f)), max(8, int(w * f))
         top, left = rng.integers(h - ch + 1), rng.integers(w - cw + 1)
-        crop = x[:, :, top:top + ch, left:left + cw]
+        crop = x[:, :, top : top + ch, left : left + cw]
         return F.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)
     if kind == 3:  # resize down and back
         f = rng.uniform(0.5, 0.9)
@@ -110,8 +113,8 @@ def train(
     payload_bits: int,
     steps: int = 2500,
     batch: int = 32,
-    lr: float = 2e-3,
-    image_weight: float = 30.0,
+    lr: float = 3e-3,
+    image_weight: float = 40.0,
     noise_after: float = 0.2,
     seed: int = 0,
     config: HiddenConfig | None = None,
@@ -145,8 +148,15 @@ def train(
         if step % 100 == 0 or step == steps - 1:
             acc = ((logits > 0).float() == bits).float().mean().item()
             psnr = 10 * math.log10(1 / max(img_loss.item(), 1e-12))
-            log.info("bits=%d step %d loss %.3f bit_acc %.3f psnr %.1f (%.0fs)", cfg.payload_bits, step,
-                     loss.item(), acc, psnr, time.time() - start)
+            log.info(
+                "bits=%d step %d loss %.3f bit_acc %.3f psnr %.1f (%.0fs)",
+                cfg.payload_bits,
+                step,
+                loss.item(),
+                acc,
+                psnr,
+                time.time() - start,
+            )
     return model.eval()
 
 
@@ -155,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", required=True, help=".npz with x uint8 (N, R, R, 3), e.g. the CIFAR-10 subset")
     p.add_argument("--bits", type=int, nargs="+", required=True, help="payload lengths, one model each")
     p.add_argument("--out", required=True, help="folder; each model goes to <out>/hidden-<bits>")
-    p.add_argument("--steps", type=int, default=2500)
+    p.add_argument("--steps", type=int, default=1200)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

@@ -1,17 +1,19 @@
 """Ownership verification: decoded bits become a verdict, never a bare bit string.
 
-The AMUSE paper (arXiv 2403.05628) scores bit and word accuracy against a known message; an owner facing a suspect
-set needs a decision with an error rate. We decode (soft voting, `watermark.codec.decode`), check the CRC, and test:
+The AMUSE paper (arXiv 2403.05628) scores bit and word accuracy against a known message; an owner facing a
+suspect set needs a decision with an error rate. We decode (soft voting, `watermark.codec.decode`), check the
+CRC, and test:
 
 - with a claimed message: the number of decoded bits agreeing with it, binomial(L, 1/2) under H0;
 - without one: the number of CRC bits agreeing with the CRC recomputed from the decoded message bits,
   binomial(16, 1/2) under H0 (a random word passes the CRC with probability 2^-16).
 
-Under H0 (unmarked images, or a wrong key) the keyed whitening makes every decoded bit a fair coin, so these p-values
-are uniform (discretely). Decoders can be biased on unmarked images, so the same statistic is also computed with
-`null_keys` wrong keys derived from the key, on the same extracted scores (no re-extraction): a match must beat all
-of them. Verdicts: `match` (p <= alpha and beyond the empirical null, CRC valid or claimed message confirmed),
-`no-watermark` (p > 0.01), otherwise `inconclusive` (including chunks not covered by the suspect images).
+Under H0 (unmarked images, or a wrong key) the keyed whitening makes every decoded bit a fair coin, so these
+p-values are uniform (discretely). Decoders can be biased on unmarked images, so the same statistic is also
+computed with `null_keys` wrong keys derived from the key, on the same extracted scores (no re-extraction): a
+match must beat all of them. Verdicts: `match` (p <= alpha and beyond the empirical null, CRC valid or claimed
+message confirmed), `no-watermark` (p > 0.01), otherwise `inconclusive` (including chunks not covered by the
+suspect images).
 """
 
 from __future__ import annotations
@@ -83,8 +85,10 @@ def verdict_from_scores(
     """Decode per-image soft scores (n, l) and decide."""
     dec = decode(scores, layout, key)
     p, agree, n = _statistic(dec.word, dec.covered, claimed_word)
-    nulls = [_statistic(decode(scores, layout, k).word, dec.covered, claimed_word)[0]
-             for k in null_keys(key, n_null_keys)]
+    nulls = [
+        _statistic(decode(scores, layout, k).word, dec.covered, claimed_word)[0]
+        for k in null_keys(key, n_null_keys)
+    ]
     empirical = (1 + sum(q <= p for q in nulls)) / (1 + len(nulls))
     valid = crc_ok(dec.word) and dec.complete
     beyond_null = all(p < q for q in nulls)
@@ -93,14 +97,21 @@ def verdict_from_scores(
     read = used if images_read is None else images_read
     message = None
     if claimed_word is not None:
-        verdict = "match" if p <= alpha and beyond_null else "no-watermark" if p > NO_EVIDENCE else "inconclusive"
+        verdict = (
+            "match" if p <= alpha and beyond_null else "no-watermark" if p > NO_EVIDENCE else "inconclusive"
+        )
         if verdict == "match":
             message = _render(claimed_word[:-CRC_BITS])
     elif not dec.complete:
         verdict = "inconclusive"
     else:
-        verdict = "match" if valid and p <= alpha and beyond_null else "no-watermark" if p > NO_EVIDENCE \
+        verdict = (
+            "match"
+            if valid and p <= alpha and beyond_null
+            else "no-watermark"
+            if p > NO_EVIDENCE
             else "inconclusive"
+        )
         if verdict == "match":
             message = _render(dec.word[:-CRC_BITS])
     reason = _reason(verdict, dec.missing_chunks, p, alpha, beyond_null, valid, claimed_word is not None)
@@ -112,11 +123,13 @@ def _render(bits: np.ndarray) -> str:
     return text if text is not None else "bits:" + "".join(map(str, bits.tolist()))
 
 
-def _reason(verdict: str, missing: list[int], p: float, alpha: float, beyond_null: bool, valid: bool,
-            claimed: bool) -> str:
+def _reason(
+    verdict: str, missing: list[int], p: float, alpha: float, beyond_null: bool, valid: bool, claimed: bool
+) -> str:
     if missing:
-        return (f"chunks {missing} are in none of the images read: more leaked images are needed"
-                + ("" if claimed else "; pass --message to test the covered bits"))
+        return f"chunks {missing} are in none of the images read: more leaked images are needed" + (
+            "" if claimed else "; pass --message to test the covered bits"
+        )
     if verdict == "match":
         return f"p = {p:.3g} <= {alpha:g}, beyond all wrong-key decodes" + ("" if claimed else ", CRC valid")
     if verdict == "no-watermark":

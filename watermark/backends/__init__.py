@@ -1,6 +1,12 @@
 """Base watermarkers behind one Protocol and a name registry (filled here by explicit imports)."""
 
-from watermark.backends.base import WatermarkBackend, check_fits, create_backend, list_backends, register_backend
+from watermark.backends.base import (
+    WatermarkBackend,
+    check_fits,
+    create_backend,
+    list_backends,
+    register_backend,
+)
 from watermark.backends.dwtdct import DwtDctBackend
 from watermark.backends.hidden import HiddenBackend
 from watermark.backends.rivagan import RivaganBackend

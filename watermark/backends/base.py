@@ -1,7 +1,7 @@
 """The plug-in interface every base watermarker implements, and the name registry behind `--backend`.
 
-AMUSE (arXiv 2403.05628) is agnostic to the per-image watermarker: it only decides *which* bits each image carries.
-A backend embeds an l-bit payload into one image and extracts soft scores for it.
+AMUSE (arXiv 2403.05628) is agnostic to the per-image watermarker: it only decides *which* bits each image
+carries. A backend embeds an l-bit payload into one image and extracts soft scores for it.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from protect.errors import ConfigError, UnknownNameError
 
 @runtime_checkable
 class WatermarkBackend(Protocol):
-    """embed(image, bits, strength) -> image; extract(image, n) -> n soft scores in [-1, 1] (positive = bit 1)."""
-
+    """embed(image, bits, strength) -> image; extract(image, n) -> n soft scores in [-1, 1] (positive = bit
+    1)."""
 
     name: str
     default_strength: float
@@ -40,8 +40,10 @@ def check_fits(backend: WatermarkBackend, image: np.ndarray, n: int) -> None:
     h, w = image.shape[:2]
     cap = backend.capacity(h, w)
     if n > cap:
-        raise ConfigError(f"a {w}x{h} image holds {cap} {backend.name} payload bits but {n} are needed: use larger "
-                          "images, a higher --tau (shorter per-image payload) or a shorter message")
+        raise ConfigError(
+            f"a {w}x{h} image holds {cap} {backend.name} payload bits but {n} are needed: use larger "
+            "images, a higher --tau (shorter per-image payload) or a shorter message"
+        )
 
 
 _BACKENDS: dict[str, type] = {}
@@ -61,6 +63,7 @@ def create_backend(name: str, **kwargs: object) -> WatermarkBackend:
     try:
         cls = _BACKENDS[name]
     except KeyError:
-        raise UnknownNameError(f"unknown watermark backend {name!r}; choose one of {', '.join(list_backends())}") \
-            from None
+        raise UnknownNameError(
+            f"unknown watermark backend {name!r}; choose one of {', '.join(list_backends())}"
+        ) from None
     return cls(**kwargs)

@@ -1,14 +1,15 @@
 """Classical DWT + DCT watermark: dithered quantisation-index modulation (QIM) on luminance.
 
-One Haar DWT level (PyWavelets), 4x4 orthonormal DCT blocks of the LL band (each covers 8x8 pixels), two carriers
-per block: the (0, 1) and (1, 0) coefficients, i.e. the block's horizontal and vertical low-frequency gradients.
-They survive JPEG, brightness changes and mild resizing; a crop that moves the 8-pixel grid breaks them.
-Payload bits are tiled cyclically over the carriers in a fixed interleaved order, so a short payload is simply
-repeated more often (the distortion does not depend on the payload length, which is why AMUSE cannot lower it here).
-Soft output: each carrier scores -cos(2 pi (c - dither) / step), averaged over a bit's carriers.
+One Haar DWT level (PyWavelets), 4x4 orthonormal DCT blocks of the LL band (each covers 8x8 pixels), two
+carriers per block: the (0, 1) and (1, 0) coefficients, i.e. the block's horizontal and vertical low-frequency
+gradients. They survive JPEG, brightness changes and mild resizing; a crop that moves the 8-pixel grid breaks
+them. Payload bits are tiled cyclically over the carriers in a fixed interleaved order, so a short payload is
+simply repeated more often (the distortion does not depend on the payload length, which is why AMUSE cannot
+lower it here). Soft output: each carrier scores -cos(2 pi (c - dither) / step), averaged over a bit's
+carriers.
 
-Changed from invisible-watermark's `dwtDct` (which, despite the name, applies no DCT and marks chroma only, so 4:2:0
-JPEG erases it): a real DCT, luminance, soft scores, and no 256x256 minimum size.
+Changed from invisible-watermark's `dwtDct` (which, despite the name, applies no DCT and marks chroma only, so
+4:2:0 JPEG erases it): a real DCT, luminance, soft scores, and no 256x256 minimum size.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ _D = _dct4()
 
 
 class DwtDctBackend:
-    """QIM in the DCT of the Haar-LL band of luminance; `strength` is the quantisation step (larger = more robust,
+    """QIM in the DCT of the Haar-LL band of luminance; `strength` is the quantisation step (larger = more
+    robust,
     lower PSNR; 40 gives about 42 dB)."""
 
     name = "dwtdct"

@@ -1,8 +1,9 @@
 """The learned backend: our HiDDeN-style models (`watermark.hidden_model`), one per payload length.
 
-This is where AMUSE's gain is expected (arXiv 2403.05628 reports it with HiDDeN): a model trained for a shorter payload
-reaches the same accuracy with a weaker, less visible residual. The shipped models live in `watermark/weights/
-hidden-<bits>/`; a payload shorter than every model is padded with a fixed pattern up to the smallest model that fits.
+This is where AMUSE's gain is expected (arXiv 2403.05628 reports it with HiDDeN): a model trained for a
+shorter payload reaches the same accuracy with a weaker, less visible residual. The shipped models live in
+`watermark/weights/ hidden-<bits>/`; a payload shorter than every model is padded with a fixed pattern up to
+the smallest model that fits.
 """
 
 from __future__ import annotations
@@ -38,8 +39,10 @@ class HiddenBackend:
     def model_for(self, n: int) -> HiddenModel:
         fits = [p for p in self.payloads if p >= n]
         if not fits:
-            raise ConfigError(f"the hidden backend carries at most {self.payloads[-1]} bits per image but {n} are "
-                              f"needed: use a higher --tau or a shorter message (models: {self.payloads})")
+            raise ConfigError(
+                f"the hidden backend carries at most {self.payloads[-1]} bits per image but {n} are "
+                f"needed: use a higher --tau or a shorter message (models: {self.payloads})"
+            )
         size = fits[0]
         if size not in self._models:
             self._models[size] = HiddenModel.from_pretrained(self.root / f"hidden-{size}")
@@ -59,7 +62,7 @@ class HiddenBackend:
         model = self.model_for(len(bits))
         size = model.config.payload_bits
         filler = np.random.default_rng(size).integers(0, 2, size)  # fixed padding for short payloads
-        full = np.concatenate([np.asarray(bits, dtype=np.float32), filler[len(bits):]])
+        full = np.concatenate([np.asarray(bits, dtype=np.float32), filler[len(bits) :]])
         x = self._tensor(image)
         marked = model.embed(x, torch.from_numpy(full).float()[None], strength)[0]
         if image.shape[2] == 1:
