@@ -280,6 +280,7 @@ def audit_model(
     control: str,
     seed: int = 0,
     ns: tuple[int, ...] = RELEARN_NS,
+    relearn_steps: int = 100,
 ) -> ModelAudit:
     """Every behavioural check for one model; `holdout` is split in halves A (attacker) and B (evaluation)."""
     part_a, part_b = halves(holdout, seed)
@@ -299,7 +300,7 @@ def audit_model(
         mia=mia,
         mia_control=control_mia,
         probe_auc=probe_auc(model, part_a, part_b, forgotten),
-        relearn=relearn(model, part_a, part_b, forgotten, ns=ns, seed=seed),
+        relearn=relearn(model, part_a, part_b, forgotten, ns=ns, seed=seed, steps=relearn_steps),
     )
 
 
@@ -314,6 +315,7 @@ def audit_forgetting(
     hygiene: Hygiene | None = None,
     seed: int = 0,
     ns: tuple[int, ...] = RELEARN_NS,
+    relearn_steps: int = 100,
 ) -> AuditReport:
     """Audit `after` (class `forgotten` deleted) against `oracle` (never saw it); `before` adds retain drift.
 
@@ -321,10 +323,24 @@ def audit_forgetting(
     """
     control = next(n for n in holdout.class_names if n != forgotten and n in after.config.present_names)
     pf = audit_model(
-        after, train=train, holdout=holdout, forgotten=forgotten, control=control, seed=seed, ns=ns
+        after,
+        train=train,
+        holdout=holdout,
+        forgotten=forgotten,
+        control=control,
+        seed=seed,
+        ns=ns,
+        relearn_steps=relearn_steps,
     )
     ref = audit_model(
-        oracle, train=train, holdout=holdout, forgotten=forgotten, control=control, seed=seed, ns=ns
+        oracle,
+        train=train,
+        holdout=holdout,
+        forgotten=forgotten,
+        control=control,
+        seed=seed,
+        ns=ns,
+        relearn_steps=relearn_steps,
     )
     part_b = halves(holdout, seed)[1]
     n_forget = len(part_b.of_class(forgotten))
@@ -374,6 +390,7 @@ def audit_directory(
     original_dir: str | Path | None = None,
     device: str = "cpu",
     seed: int = 0,
+    relearn_steps: int = 100,
 ) -> AuditReport:
     """`protect model audit`: audit the model at `model_dir` for class `forgotten`.
 
@@ -430,4 +447,5 @@ def audit_directory(
         before=before,
         hygiene=hygiene,
         seed=seed,
+        relearn_steps=relearn_steps,
     )

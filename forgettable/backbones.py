@@ -219,20 +219,25 @@ def resolve_architecture(spec: str, *, image_size: int, channels: int) -> dict[s
         arch = tiny_vit_config(spec)
         mean, std = [0.5] * channels, [0.25] * channels
         return {"backbone": spec, "channels": channels, "mean": mean, "std": std, **arch}
-    probe = create_backbone_from_spec(spec, arch={}, pretrained=False)
     if spec.startswith("open_clip:"):
-        size = probe.visual.image_size  # type: ignore[union-attr]
-        size = size[0] if isinstance(size, tuple | list) else size
+        import open_clip
         from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
+        name = spec.split(":")[1]
+        cfg = open_clip.get_model_config(name)
+        if cfg is None:
+            raise UnknownNameError(f"unknown open_clip model {name!r}; see open_clip.list_models()")
+        size, dim = cfg["vision_cfg"]["image_size"], cfg["vision_cfg"]["width"]
         mean, std = list(OPENAI_DATASET_MEAN), list(OPENAI_DATASET_STD)
     else:
-        size, mean, std = int(probe.vit.image_size), IMAGENET_MEAN, IMAGENET_STD  # type: ignore[union-attr]
+        probe = create_backbone_from_spec(spec, arch={}, pretrained=False)
+        size, dim, mean, std = probe.vit.image_size, probe.dim, IMAGENET_MEAN, IMAGENET_STD  # type: ignore
+    size = size[0] if isinstance(size, tuple | list) else size
     return {
         "backbone": spec,
         "image_size": int(size),
         "channels": 3,
-        "dim": probe.dim,
+        "dim": int(dim),
         "mean": mean,
         "std": std,
     }

@@ -184,6 +184,13 @@ def predict(model_dir: str, images: tuple[str, ...], as_json: bool, device: str)
 @click.option(
     "--original", type=click.Path(), default=None, help="The model before forgetting (drift, hygiene)."
 )
+@click.option(
+    "--relearn-steps",
+    type=click.IntRange(1),
+    default=100,
+    show_default=True,
+    help="Adam steps of the re-learning attack.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 @device_options
 def audit(
@@ -193,6 +200,7 @@ def audit(
     oracle: str | None,
     holdout: str | None,
     original: str | None,
+    relearn_steps: int,
     as_json: bool,
     device: str,
     seed: int,
@@ -215,6 +223,7 @@ def audit(
         original_dir=original,
         device=device,
         seed=seed,
+        relearn_steps=relearn_steps,
     )
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))

@@ -1,0 +1,109 @@
+"""Checkpoint folders: integrity errors in one line, atomic swaps, hygiene after forgetting."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import safetensors.torch
+import torch
+
+from forgettable.audit import checkpoint_hygiene
+from forgettable.config import ForgettableConfig
+from forgettable.model import PreForgettableModel
+from protect.errors import ConfigError, IntegrityError
+
+TINY = {"dim": 32, "depth": 2, "heads": 2, "mlp_ratio": 2.0}
+
+
+def tiny_model(**kw) -> PreForgettableModel:
+    torch.manual_seed(0)
+    cfg = ForgettableConfig(
+        ["a", "b", "c"], backbone="tiny-vit-8", image_size=8, channels=1, patch_size=2, **TINY, **kw
+    )
+    model = PreForgettableModel(cfg)
+    model.optimizer_state = {f"{n}.exp_avg": torch.randn_like(p) for n, p in model.named_parameters()}
+    return model
+
+
+def test_truncated_weights_give_a_clear_error(tmp_path):
+    tiny_model().save_pretrained(tmp_path / "m")
+    weights = tmp_path / "m" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(IntegrityError, match=r"model.safetensors is corrupt or truncated"):
+        PreForgettableModel.from_pretrained(tmp_path / "m")
+
+
+def test_corrupt_config_gives_a_clear_error(tmp_path):
+    tiny_model().save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text("{not json")
+    with pytest.raises(IntegrityError, match=r"config.json is corrupt"):
+        PreForgettableModel.from_pretrained(tmp_path / "m")
+
+
+def test_missing_or_foreign_folders_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="no model folder"):
+        PreForgettableModel.from_pretrained(tmp_path / "nothing")
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "keep.txt").write_text("user data")
+    with pytest.raises(ConfigError, match="not a model folder"):
+        PreForgettableModel.from_pretrained(tmp_path / "photos")
+    with pytest.raises(ConfigError, match="exists and is not a model folder"):
+        tiny_model().save_pretrained(tmp_path / "photos")
+    assert (tmp_path / "photos" / "keep.txt").read_text() == "user data"
+
+
+def test_a_failed_save_leaves_the_old_checkpoint_whole(tmp_path, monkeypatch):
+    model = tiny_model()
+    model.save_pretrained(tmp_path / "m")
+    old = {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()}
+    calls = []
+
+    def failing_save(tensors, path, metadata=None):
+        calls.append(path)
+        if len(calls) == 2:  # the optimiser file: the weights are already written
+            raise OSError("disk full")
+        return real_save(tensors, path, metadata=metadata)
+
+    real_save = safetensors.torch.save_file
+    monkeypatch.setattr("forgettable.checkpoint.save_file", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        model.forget(["a"]).save_pretrained(tmp_path / "m")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()} == old
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temporary folder left behind
+    assert "prompts.0" in PreForgettableModel.from_pretrained(tmp_path / "m").state_dict()
+
+
+def test_interrupted_swap_points_to_the_previous_model(tmp_path):
+    tiny_model().save_pretrained(tmp_path / "m")
+    (tmp_path / "m").rename(tmp_path / ".m.old-1234abcd")
+    with pytest.raises(
+        IntegrityError, match=r"interrupted save left the previous model at .*\.m\.old-1234abcd"
+    ):
+        PreForgettableModel.from_pretrained(tmp_path / "m")
+
+
+def test_hygiene_finds_nothing_after_forgetting_and_flags_a_planted_copy(tmp_path):
+    model = tiny_model()
+    deleted = model.prompts["1"].detach().clone()
+    after = model.forget(["b"])
+    after.save_pretrained(tmp_path / "clean")
+    clean = checkpoint_hygiene(tmp_path / "clean", 1, deleted)
+    assert clean.passed and clean.max_cosine is not None and clean.max_cosine < 0.9
+    after.optimizer_state["backup.ema"] = deleted * 3 + 0.01 * torch.randn_like(deleted)
+    after.save_pretrained(tmp_path / "leaky")
+    leaky = checkpoint_hygiene(tmp_path / "leaky", 1, deleted)
+    assert not leaky.passed and leaky.similar_tensors == ["optimizer:backup.ema"]
+    stale = checkpoint_hygiene(tmp_path / "clean", 0, None)  # class a still present: its key is reported
+    assert stale.prompt_keys == ["prompts.0"] and stale.max_cosine is None
+
+
+def test_config_json_is_readable_and_records_hashes(tmp_path):
+    tiny_model(head="prompt_tied", tuning="lora").save_pretrained(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert meta["config"]["head"] == "prompt_tied" and set(meta["files"]) == {
+        "model.safetensors",
+        "optimizer.safetensors",
+    }
+    loaded = PreForgettableModel.from_pretrained(tmp_path / "m")
+    assert loaded.config.tuning == "lora"

@@ -1,0 +1,114 @@
+"""`protect model ...` end to end through Click: train, info, predict, forget, audit, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from protect.cli import cli
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """An .npz of three easy 8x8 classes and a model trained on it through the CLI."""
+    root = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(0)
+    x = rng.normal(30, 15, (90, 8, 8))
+    y = np.repeat(np.arange(3), 30)
+    for c in range(3):
+        x[y == c, :, c * 2 : c * 2 + 3] += 180
+    np.savez(
+        root / "data.npz",
+        x=np.clip(x, 0, 255).astype(np.uint8)[..., None],
+        y=y,
+        classes=np.array(["left", "middle", "right"]),
+    )
+    result = CliRunner().invoke(
+        cli,
+        [
+            "model",
+            "train",
+            str(root / "data.npz"),
+            "--out",
+            str(root / "m"),
+            "--epochs",
+            "3",
+            "--device",
+            "cpu",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "trained 3 classes (tiny-vit-8, full, shared head)" in result.output
+    return root
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, ["model", *args])
+
+
+def test_info_lists_classes_and_log(workdir):
+    result = run("info", str(workdir / "m"))
+    assert result.exit_code == 0
+    assert "classes present (3): left, middle, right" in result.output
+    assert "classes forgotten: none" in result.output
+
+
+def test_forget_then_predict_never_outputs_the_class(workdir, tmp_path):
+    out = tmp_path / "f"
+    result = run("forget", str(workdir / "m"), "--classes", "middle", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "forgot middle in" in result.output and "remaining classes: left, right" in result.output
+    assert "still holds the deleted prompts" in result.output
+    again = run("forget", str(out), "--classes", "middle")
+    assert again.exit_code == 0 and "already forgotten (nothing to do): middle" in again.output
+    info = json.loads(run("info", str(out), "--json").output)
+    assert info["classes_forgotten"] == ["middle"] and len(info["forgetting_log"]) == 1
+    img = np.full((8, 8), 30, np.uint8)
+    img[:, 2:5] = 210
+    Image.fromarray(img).save(tmp_path / "middle.png")
+    rows = json.loads(run("predict", str(out), str(tmp_path / "middle.png"), "--json").output)
+    assert rows[0]["top"] in ("left", "right") and set(rows[0]["probabilities"]) == {"left", "right"}
+    assert sum(rows[0]["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+
+
+def test_unknown_class_is_one_clear_line(workdir):
+    result = run("forget", str(workdir / "m"), "--classes", "zebra")
+    assert result.exit_code == 2
+    assert result.output == "Error: unknown class 'zebra'; this model knows: left, middle, right\n"
+
+
+def test_corrupt_model_is_one_clear_line(workdir, tmp_path):
+    import shutil
+
+    shutil.copytree(workdir / "m", tmp_path / "bad")
+    weights = tmp_path / "bad" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    result = run("info", str(tmp_path / "bad"))
+    assert result.exit_code == 1 and result.output.startswith("Error: ") and result.output.count("\n") == 1
+
+
+def test_audit_retrains_the_oracle_and_reports_json(workdir):
+    result = run(
+        "audit",
+        str(workdir / "m"),
+        "--data",
+        str(workdir / "data.npz"),
+        "--forgotten",
+        "right",
+        "--json",
+        "--device",
+        "cpu",
+        "--relearn-steps",
+        "10",
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["forgotten"] == "right" and report["control_class"] == "left"
+    assert report["oracle"]["forget_acc"] == 0.0  # the oracle has no output for the class
+    assert [p["n"] for p in report["model"]["relearn"]] == [1, 5, 20]
+    assert report["hygiene"]["passed"] is True and report["hygiene"]["prompt_keys"] == []
+    assert set(report["checks"]) >= {"retain_delta_le_2pp", "mia_within_oracle_ci", "checkpoint_hygiene"}
