@@ -1,7 +1,7 @@
-"""Local agent memory shared by several agents: SQLite/FTS5 store, Bayesian trust, complete erasure, MCP server.
+"""Local memory shared by several agents: SQLite/FTS5 store, Bayesian trust, complete erasure, MCP server.
 
 Based on SuperLocalMemory v2.7 (V. P. Bhardwaj, arXiv 2603.02240), with its known gaps fixed; see README.
-Names are imported lazily so that `protect memory --help` stays fast (torch is imported only for MiniLM search).
+Names are imported lazily so `protect memory --help` stays fast (torch is imported only for MiniLM search).
 """
 
 from __future__ import annotations

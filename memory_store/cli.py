@@ -70,8 +70,15 @@ def memory() -> None:
 @click.option("--importance", type=click.IntRange(1, 10), default=5, show_default=True)
 @_store_options
 @_json_option
-def add(text: str, tags: tuple[str, ...], namespace: str, importance: int, db_path: Path | None, embedder: str,
-        as_json: bool) -> None:  # fmt: skip
+def add(
+    text: str,
+    tags: tuple[str, ...],
+    namespace: str,
+    importance: int,
+    db_path: Path | None,
+    embedder: str,
+    as_json: bool,
+) -> None:
     """Remember TEXT as the user (trust 1.0).
 
     \b
@@ -95,8 +102,16 @@ def add(text: str, tags: tuple[str, ...], namespace: str, importance: int, db_pa
 @click.option("--quarantined", is_flag=True, help="Also return quarantined / low-trust memories.")
 @_store_options
 @_json_option
-def search(query: str, namespace: str, all_namespaces: bool, limit: int, quarantined: bool, db_path: Path | None,
-           embedder: str, as_json: bool) -> None:  # fmt: skip
+def search(
+    query: str,
+    namespace: str,
+    all_namespaces: bool,
+    limit: int,
+    quarantined: bool,
+    db_path: Path | None,
+    embedder: str,
+    as_json: bool,
+) -> None:
     """Hybrid search (bm25 + semantic, weighted by trust).
 
     \b
@@ -126,8 +141,18 @@ def search(query: str, namespace: str, all_namespaces: bool, limit: int, quarant
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @_store_options
 @_json_option
-def forget(ids: tuple[int, ...], query: str | None, tag: str | None, agent: str | None, namespace: str | None,
-           dry_run: bool, yes: bool, db_path: Path | None, embedder: str, as_json: bool) -> None:  # fmt: skip
+def forget(
+    ids: tuple[int, ...],
+    query: str | None,
+    tag: str | None,
+    agent: str | None,
+    namespace: str | None,
+    dry_run: bool,
+    yes: bool,
+    db_path: Path | None,
+    embedder: str,
+    as_json: bool,
+) -> None:
     """Erase memories and every trace (index, graph, embeddings, events, feedback, WAL); print a receipt.
 
     Selectors combine (AND).
@@ -159,7 +184,8 @@ def forget(ids: tuple[int, ...], query: str | None, tag: str | None, agent: str 
             None: "not checked",
         }
         click.echo(
-            f"vacuumed={receipt.vacuumed} wal_truncated={receipt.wal_truncated}; {state[receipt.residue_free]}"
+            f"vacuumed={receipt.vacuumed} wal_truncated={receipt.wal_truncated}; "
+            f"{state[receipt.residue_free]}"
         )
 
 
@@ -172,8 +198,15 @@ def forget(ids: tuple[int, ...], query: str | None, tag: str | None, agent: str 
 )
 @_store_options
 @_json_option
-def list_(namespace: str, limit: int, agent: str | None, status: str, db_path: Path | None, embedder: str,
-          as_json: bool) -> None:  # fmt: skip
+def list_(
+    namespace: str,
+    limit: int,
+    agent: str | None,
+    status: str,
+    db_path: Path | None,
+    embedder: str,
+    as_json: bool,
+) -> None:
     """List the newest memories.
 
     \b
@@ -329,8 +362,15 @@ def wipe_feedback(db_path: Path | None, embedder: str) -> None:
 @click.option("--agent", help="Pin the agent id of every client of this server (e.g. one server per IDE).")
 @click.option("--allow-forget-any", is_flag=True, help="Let agents erase memories of other agents.")
 @_store_options
-def serve(transport: str, host: str, port: int, agent: str | None, allow_forget_any: bool, db_path: Path | None,
-          embedder: str) -> None:  # fmt: skip
+def serve(
+    transport: str,
+    host: str,
+    port: int,
+    agent: str | None,
+    allow_forget_any: bool,
+    db_path: Path | None,
+    embedder: str,
+) -> None:
     """Run the MCP server (stdio for one client, or streamable HTTP at http://HOST:PORT/mcp).
 
     \b

@@ -2,9 +2,9 @@
 
 SuperLocalMemory v2.7 (Bhardwaj, arXiv 2603.02240) keeps everything in one SQLite file with WAL and a 5 s busy
 timeout, but never turns `PRAGMA foreign_keys` on, so its `ON DELETE CASCADE` clauses are inert, and its
-`content_hash` is unique across all profiles. Here every connection enables foreign keys, the hash is unique per
-namespace, every derived table (embeddings, graph, entities, events, confirmations) cascades from `memories`,
-and writes are short `BEGIN IMMEDIATE` transactions retried while another process holds the lock.
+`content_hash` is unique across all profiles. Here every connection enables foreign keys, the hash is unique
+per namespace, every derived table (embeddings, graph, entities, events, confirmations) cascades from
+`memories`, and writes are short `BEGIN IMMEDIATE` transactions retried while another process holds the lock.
 """
 
 from __future__ import annotations
@@ -56,11 +56,13 @@ CREATE TRIGGER IF NOT EXISTS memories_ai AFTER INSERT ON memories BEGIN
     UPDATE meta SET value = value + 1 WHERE key = 'generation';
 END;
 CREATE TRIGGER IF NOT EXISTS memories_ad AFTER DELETE ON memories BEGIN
-    INSERT INTO memories_fts (memories_fts, rowid, content, tags) VALUES ('delete', old.id, old.content, old.tags);
+    INSERT INTO memories_fts (memories_fts, rowid, content, tags)
+        VALUES ('delete', old.id, old.content, old.tags);
     UPDATE meta SET value = value + 1 WHERE key IN ('generation', 'removals');
 END;
 CREATE TRIGGER IF NOT EXISTS memories_au AFTER UPDATE OF content, tags, namespace ON memories BEGIN
-    INSERT INTO memories_fts (memories_fts, rowid, content, tags) VALUES ('delete', old.id, old.content, old.tags);
+    INSERT INTO memories_fts (memories_fts, rowid, content, tags)
+        VALUES ('delete', old.id, old.content, old.tags);
     INSERT INTO memories_fts (rowid, content, tags) VALUES (new.id, new.content, new.tags);
     UPDATE meta SET value = value + 1 WHERE key IN ('generation', 'removals');
 END;

@@ -3,10 +3,10 @@
 SuperLocalMemory v2.7 erases with a plain `DELETE` while foreign keys are off, so graph rows, events, trust
 signals and ranking feedback keep traces, FTS5 segments keep the tokens until a merge, and the WAL keeps the
 text until a checkpoint; nothing runs VACUUM. Here one transaction deletes the rows (foreign keys cascade to
-embeddings, edges, entities, confirmations and events; trust signals keep their score change but lose the link),
-merges the FTS5 index (`optimize`) so no segment holds the old tokens, deletes the feedback rows, then
-checkpoints the WAL, VACUUMs (with `secure_delete` on) and truncates the WAL. The receipt lists what was removed
-and checks the files byte by byte for each erased text.
+embeddings, edges, entities, confirmations and events; trust signals keep their score change but lose the
+link), merges the FTS5 index (`optimize`) so no segment holds the old tokens, deletes the feedback rows, then
+checkpoints the WAL, VACUUMs (with `secure_delete` on) and truncates the WAL. The receipt lists what was
+removed and checks the files byte by byte for each erased text.
 """
 
 from __future__ import annotations
@@ -134,7 +134,8 @@ def forget(
             conn.execute(f"DELETE FROM memories WHERE id IN ({','.join('?' * len(chunk))})", chunk)
         conn.execute("INSERT INTO memories_fts (memories_fts) VALUES ('optimize')")
         conn.execute(
-            "INSERT INTO events (memory_id, agent_id, kind, detail, created_at) VALUES (NULL, ?, 'forget', ?, ?)",
+            "INSERT INTO events (memory_id, agent_id, kind, detail, created_at) VALUES (NULL, ?, 'forget', "
+            "?, ?)",
             (requester, json.dumps({"count": len(chosen)}), now),
         )
     store.feedback.forget(chosen)
@@ -165,7 +166,7 @@ def _verify(store: MemoryStore, texts: list[str], receipt: ForgetReceipt) -> Non
 
 
 def residue(paths: list[Path], needles: list[str]) -> dict[str, int]:
-    """Occurrences of each needle (UTF-8 bytes) across `paths`: the benchmark's and tests' independent check."""
+    """Occurrences of each needle (UTF-8 bytes) across `paths`: an independent check for tests."""
     blobs = [p.read_bytes() for p in paths if p.exists()]
     return {n: sum(b.count(n.encode("utf-8")) for b in blobs) for n in needles}
 

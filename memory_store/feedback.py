@@ -1,4 +1,5 @@
-"""Ranking feedback in its own database file, so it can be wiped on its own (as SuperLocalMemory's learning.db).
+"""Ranking feedback in its own database file, so it can be wiped on its own (as SuperLocalMemory's
+learning.db).
 
 Each recall logs which memories were served, at which rank, to which agent, under a salted hash of the query
 (the raw query is never kept). `protect memory stats` reports how often memories are served; `forget` deletes
@@ -18,7 +19,8 @@ from memory_store.db import _retry, compact
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS recalls (id INTEGER PRIMARY KEY, memory_id INTEGER NOT NULL, query_hash TEXT NOT NULL,"
+    "CREATE TABLE IF NOT EXISTS recalls (id INTEGER PRIMARY KEY, memory_id INTEGER NOT NULL, query_hash "
+    "TEXT NOT NULL,"
     " agent_id TEXT NOT NULL, rank INTEGER NOT NULL, created_at REAL NOT NULL)",
     "CREATE INDEX IF NOT EXISTS recalls_memory ON recalls (memory_id)",
 )
@@ -64,7 +66,8 @@ class FeedbackLog:
         rows = [(m, qh, agent_id, r, now) for r, m in enumerate(memory_ids, 1)]
         _retry(
             lambda: self.conn.executemany(
-                "INSERT INTO recalls (memory_id, query_hash, agent_id, rank, created_at) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO recalls (memory_id, query_hash, agent_id, rank, created_at) VALUES (?, ?, ?, "
+                "?, ?)",
                 rows,
             ),
             self.busy_timeout,

@@ -1,10 +1,10 @@
 """Similarity/entity graph between memories and Leiden communities, for browsing and related-memory expansion.
 
 SuperLocalMemory v2.7 (`graph_engine.py`) rebuilds all edges with cosine >= 0.3 over the whole store and runs
-`leidenalg` (ModularityVertexPartition, seed 42); its edge count grows quadratically (2.46M edges at 5k memories).
-Here edges are added on write, only to the new memory's few nearest neighbours (similarity plus shared
-entities), so the graph stays sparse and linear in size; the Leiden call is the paper's. Edges cascade away
-with either endpoint, so erasure removes them.
+`leidenalg` (ModularityVertexPartition, seed 42); its edge count grows quadratically (2.46M edges at 5k
+memories). Here edges are added on write, only to the new memory's few nearest neighbours (similarity plus
+shared entities), so the graph stays sparse and linear in size; the Leiden call is the paper's. Edges cascade
+away with either endpoint, so erasure removes them.
 """
 
 from __future__ import annotations

@@ -3,10 +3,10 @@
 SuperLocalMemory v2.7's server is v1 `FastMCP` (it breaks on mcp 2.x), has no forget tool, and checks trust
 against a hard-coded `"mcp:mcp-client"` id that never receives a signal. Here each client session gets one
 canonical agent id, fixed at its first call (`mcp:<client_info.name>`, or the `--agent` the server was started
-with), and that id is used for provenance, trust signals, quarantine and the forget policy alike. Tool handlers
-are thin: validate (pydantic, from the annotations), call one `MemoryStore` method, return JSON. A
-`ProtectError` becomes an MCP tool error; anything else is reported by the SDK as a failed call, and the server
-keeps running.
+with), and that id is used for provenance, trust signals, quarantine and the forget policy alike. Tool
+handlers are thin: validate (pydantic, from the annotations), call one `MemoryStore` method, return JSON. A
+`ProtectError` becomes an MCP tool error; anything else is reported by the SDK as a failed call, and the
+server keeps running.
 """
 
 from __future__ import annotations
@@ -80,7 +80,8 @@ def build_server(
     server = MCPServer(
         "protect-memory",
         instructions=(
-            "Long-term memory shared by several agents on this machine. Use `recall` before answering questions "
+            "Long-term memory shared by several agents on this machine. Use `recall` before answering "
+            "questions "
             "about the user's projects and `remember` for durable facts. Memories from low-trust agents are "
             "quarantined and not returned."
         ),
@@ -103,9 +104,15 @@ def build_server(
         """Store a durable fact. Duplicates confirm the existing memory; suspicious writes are quarantined."""
         who, session = ids.resolve(ctx)
         res = call(
-            store.remember, content, agent=who, namespace=namespace, tags=tags or [], importance=importance,
-            session=session, transport=transport,
-        )  # fmt: skip
+            store.remember,
+            content,
+            agent=who,
+            namespace=namespace,
+            tags=tags or [],
+            importance=importance,
+            session=session,
+            transport=transport,
+        )
         return res.to_dict()
 
     @server.tool()
@@ -135,9 +142,15 @@ def build_server(
         """
         who, _ = ids.resolve(ctx)
         receipt = call(
-            store.forget, ids=None if memory_id is None else [memory_id], query=query, tag=tag,
-            namespace=namespace, requester=who, owner=None if allow_forget_any else who, dry_run=dry_run,
-        )  # fmt: skip
+            store.forget,
+            ids=None if memory_id is None else [memory_id],
+            query=query,
+            tag=tag,
+            namespace=namespace,
+            requester=who,
+            owner=None if allow_forget_any else who,
+            dry_run=dry_run,
+        )
         return receipt.to_dict()
 
     @server.tool()

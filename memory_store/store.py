@@ -1,4 +1,4 @@
-"""`MemoryStore`: the local memory that several agents share (SuperLocalMemory v2.7, arXiv 2603.02240, redone).
+"""`MemoryStore`: the memory several local agents share (SuperLocalMemory v2.7, arXiv 2603.02240, redone).
 
 Faithful part: one SQLite file (WAL, busy timeout), an external-content FTS5 index kept in sync by triggers,
 per-agent provenance and a Beta trust model, a similarity graph with Leiden communities, behavioural data in a
@@ -40,6 +40,11 @@ _COLUMNS = (
     "id, namespace, content, tags, agent_id, session, transport, importance, status, flags, created_at, "
     "updated_at, content_hash"
 )
+_INSERT = (
+    "INSERT OR IGNORE INTO memories (namespace, content, content_hash, tags, agent_id, session, transport, "
+    "importance, status, flags, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_EVENT = "INSERT INTO events (memory_id, agent_id, kind, detail, created_at) VALUES (?, ?, ?, ?, ?)"
 # (near-duplicate, contradiction, graph edge) similarity thresholds per embedder
 _THRESHOLDS = {"minilm": (0.95, 0.70, 0.45), "tfidf": (0.90, 0.50, 0.30)}
 
@@ -88,10 +93,7 @@ class WriteResult:
 
 
 def _memory(row: tuple[Any, ...]) -> Memory:
-    return Memory(
-        row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], row[6], row[7], row[8], json.loads(row[9]),
-        row[10], row[11], row[12],
-    )  # fmt: skip
+    return Memory(*row[:3], json.loads(row[3]), *row[4:9], json.loads(row[9]), *row[10:13])
 
 
 def check_name(value: str, what: str) -> str:
@@ -235,7 +237,7 @@ class MemoryStore:
         return out
 
     def _neighbours(self, content: str, vec: Any, namespace: str) -> list[tuple[Memory, float]]:
-        """Similar memories in the namespace (FTS and vector candidates, cosine-scored), most similar first."""
+        """Similar memories in the namespace (FTS + vector candidates), most similar first."""
         idx = self._index(namespace)
         cand = set(self._fts(content, namespace, 20)) | {i for i, _ in idx.search(vec, 10)}
         if not cand:
@@ -328,12 +330,9 @@ class MemoryStore:
                 dup_id = row[0] if row else (near.id if near else None)
                 if dup_id is not None:
                     return self._confirm(dup_id, agent, now)
-                cur = self.conn.execute(
-                    "INSERT INTO memories (namespace, content, content_hash, tags, agent_id, session, transport, "
-                    "importance, flags, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (namespace, content, h, json.dumps(tag_list), agent, session, transport, importance,
-                     json.dumps(flags + (["contradiction"] if contradicted else [])), now, now),
-                )  # fmt: skip
+                flag_list = flags + (["contradiction"] if contradicted else [])
+                row = (namespace, content, h, json.dumps(tag_list), agent, session, transport, importance)
+                cur = self.conn.execute(_INSERT, (*row, "active", json.dumps(flag_list), now, now))
                 mid = int(cur.lastrowid or 0)
                 signals = ["normal_write", *flags]
                 if contradicted:
@@ -352,7 +351,7 @@ class MemoryStore:
                     (c, agent, "contradicted_by", str(mid)) for c in contradicted
                 ]
                 self.conn.executemany(
-                    "INSERT INTO events (memory_id, agent_id, kind, detail, created_at) VALUES (?, ?, ?, ?, ?)",
+                    _EVENT,
                     [(*e, now) for e in events],
                 )
                 if self.embedder.dense:
@@ -383,8 +382,8 @@ class MemoryStore:
                 self.conn.execute("UPDATE memories SET status='active' WHERE id=?", (memory_id,))
                 m = self._rows([memory_id])[memory_id]
             self.conn.execute(
-                "INSERT INTO events (memory_id, agent_id, kind, detail, created_at) VALUES (?, ?, 'confirm', '', ?)",
-                (memory_id, agent, now),
+                _EVENT,
+                (memory_id, agent, "confirm", "", now),
             )
         return WriteResult(memory_id, m.status, memory_id, [], signals, round(confirmer, 4))
 
@@ -394,8 +393,8 @@ class MemoryStore:
             if not self.conn.execute("UPDATE memories SET status='active' WHERE id=?", (memory_id,)).rowcount:
                 raise ConfigError(f"no memory with id {memory_id}")
             self.conn.execute(
-                "INSERT INTO events (memory_id, agent_id, kind, detail, created_at) VALUES (?, 'user', 'approve', '', ?)",
-                (memory_id, time.time()),
+                _EVENT,
+                (memory_id, trust.USER, "approve", "", time.time()),
             )
         return self.get(memory_id)
 
@@ -415,12 +414,16 @@ class MemoryStore:
         agent: str = trust.USER,
         include_quarantined: bool = False,
         record: bool = True,
+        mode: str = "hybrid",
     ) -> list[Memory]:
         """Hybrid search: RRF(bm25, semantic) x trust of the writer x a small recency bonus.
 
         Quarantined memories and memories of agents whose trust fell below `min_trust` are not served unless
         `include_quarantined`. Any text is a valid query: it is reduced to quoted word tokens before FTS5.
+        `mode="keyword"` or `"semantic"` uses one ranking alone (for comparisons).
         """
+        if mode not in ("hybrid", "keyword", "semantic"):
+            raise ConfigError(f"unknown search mode {mode!r}; choose hybrid, keyword or semantic")
         if not isinstance(query, str) or len(query) > 4000:
             raise ConfigError("query must be text of at most 4000 characters")
         if not isinstance(limit, int) or not 1 <= limit <= 200:
@@ -431,9 +434,10 @@ class MemoryStore:
             now = time.time()
             pool = max(50, 10 * limit)
             fused: dict[int, float] = {}
-            for rank, mid in enumerate(self._fts(query, namespace, pool)):
+            keyword = self._fts(query, namespace, pool) if mode != "semantic" else []
+            for rank, mid in enumerate(keyword):
                 fused[mid] = fused.get(mid, 0.0) + 1.0 / (self.rrf_k + rank + 1)
-            if query.strip():
+            if query.strip() and mode != "keyword":
                 sem = self._index(namespace).search(self._encode([query]), pool)
                 for rank, (mid, _) in enumerate(sem):
                     fused[mid] = fused.get(mid, 0.0) + 1.0 / (self.rrf_k + rank + 1)
@@ -467,7 +471,8 @@ class MemoryStore:
             if val is not None:
                 where.append(f"{col} = ?")
                 args.append(val)
-        sql = f"SELECT {_COLUMNS} FROM memories WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?"
+        order = "ORDER BY created_at DESC, id DESC LIMIT ?"
+        sql = f"SELECT {_COLUMNS} FROM memories WHERE {' AND '.join(where)} {order}"
         return [_memory(r) for r in self.conn.execute(sql, [*args, limit])]
 
     def related(self, memory_id: int, *, limit: int = 5, include_quarantined: bool = False) -> list[Memory]:
@@ -556,9 +561,16 @@ class MemoryStore:
 
         with self._lock:
             return forget(
-                self, ids=ids, query=query, tag=tag, agent=agent, namespace=namespace,
-                requester=requester, owner=owner, dry_run=dry_run,
-            )  # fmt: skip
+                self,
+                ids=ids,
+                query=query,
+                tag=tag,
+                agent=agent,
+                namespace=namespace,
+                requester=requester,
+                owner=owner,
+                dry_run=dry_run,
+            )
 
     # ------------------------------------------------------------------ export / import
     def export_jsonl(self, dest: str | Path, *, namespace: str | None = None) -> int:
@@ -602,7 +614,7 @@ class MemoryStore:
         return self.import_records(records)
 
     def import_records(self, records: Iterable[dict[str, Any] | str], *, batch: int = 5000) -> dict[str, int]:
-        """Bulk insert in one transaction per batch (trusted restore: provenance and status are kept as given).
+        """Bulk insert, one transaction per batch (a trusted restore: provenance and status kept as given).
 
         This is the path for restores and benchmarks; it does not run the per-write trust checks of
         `remember`, so use it only for data the user already vouches for. Graph edges are not built here.
@@ -626,22 +638,28 @@ class MemoryStore:
                         raise ConfigError(f"invalid status {status!r}")
                     created = float(r.get("created_at", now))
                     pending.append(
-                        (ns, content, T.content_hash(content), json.dumps(tags), ag, str(r.get("session", "")),
-                         str(r.get("transport", "import")), int(r.get("importance", 5)), status,
-                         json.dumps(list(r.get("flags", []))), created, float(r.get("updated_at", created)))
-                    )  # fmt: skip
+                        (
+                            ns,
+                            content,
+                            T.content_hash(content),
+                            json.dumps(tags),
+                            ag,
+                            str(r.get("session", "")),
+                            str(r.get("transport", "import")),
+                            int(r.get("importance", 5)),
+                            status,
+                            json.dumps(list(r.get("flags", []))),
+                            created,
+                            float(r.get("updated_at", created)),
+                        )
+                    )
                 vecs = self._encode([p[1] for p in pending]) if self.embedder.dense else None
                 with db.transaction(self.conn, busy_timeout=self.busy_timeout):
                     for ag in {p[4] for p in pending}:
                         trust.ensure_agent(self.conn, ag, now)
                     new_ids, new_vecs, ents = [], [], []
                     for k, p in enumerate(pending):
-                        cur = self.conn.execute(
-                            "INSERT OR IGNORE INTO memories (namespace, content, content_hash, tags, agent_id, session,"
-                            " transport, importance, status, flags, created_at, updated_at)"
-                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            p,
-                        )
+                        cur = self.conn.execute(_INSERT, p)
                         if cur.rowcount:
                             added += 1
                             new_ids.append(int(cur.lastrowid or 0))

@@ -1,9 +1,10 @@
 """Text handling: safe FTS5 queries, content hashes, entities, and the content signals the trust layer reads.
 
-SuperLocalMemory v2.7 scores writers only by behaviour (deletes, bursts, self-declared importance), so a sleeper
-writing poisoned text at a normal rate gains trust. These pure functions add the content-level evidence the
-design note asks for: instruction-like text aimed at agents, injected URLs, credentials, and contradiction of an
-existing memory (same statement frame, different value or polarity). All are heuristics without an LLM.
+SuperLocalMemory v2.7 scores writers only by behaviour (deletes, bursts, self-declared importance), so a
+sleeper writing poisoned text at a normal rate gains trust. These pure functions add the content-level
+evidence the design note asks for: instruction-like text aimed at agents, injected URLs, credentials, and
+contradiction of an existing memory (same statement frame, different value or polarity). All are heuristics
+without an LLM.
 """
 
 from __future__ import annotations
@@ -20,23 +21,27 @@ _NEGATIONS = frozenset(
 )
 STOPWORDS = frozenset(
     """a an and are as at be been being but by can could did do does doing for from had has have having he her
-    hers him his how i if in into is it its itself just me my of on or our ours she so than that the their them
-    then there these they this those to too very was we were what when where which while who whom why will with
-    would you your yours yourself about after again against all am any because before below between both down
-    during each few further here more most other out over own same should some such through under until up""".split()
+    hers him his how i if in into is it its itself just me my of on or our ours she so than that the their
+    them then there these they this those to too very was we were what when where which while who whom why
+    will with would you your yours yourself about after again against all am any because before below between
+    both down during each few further here more most other out over own same should some such through under
+    until up""".split()
 )
 
 _INSTRUCTION = re.compile(
     r"ignore (?:all |any |the )?(?:previous|prior|above|earlier)|disregard (?:all|any|the|previous|prior)"
-    r"|(?:new|updated|override) (?:system )?instructions|system prompt|you are now|from now on,? (?:you|always|never)"
+    r"|(?:new|updated|override) (?:system )?instructions|system prompt|you are now|from now on,? "
+    r"(?:you|always|never)"
     r"|do not (?:tell|inform|mention|alert|notify) the user|without (?:telling|asking) the user"
     r"|(?:curl|wget)\s+\S+[^\n|]*\|\s*(?:ba|z)?sh|exfiltrat|send (?:the |all |any )?(?:secrets?|credentials?|"
-    r"keys?|tokens?|passwords?|env|environment)|(?:assistant|agent|ai|llm)s? (?:must|should) (?:always|never)",
+    r"keys?|tokens?|passwords?|env|environment)|(?:assistant|agent|ai|llm)s? (?:must|should) "
+    r"(?:always|never)",
     re.IGNORECASE,
 )
 _URL = re.compile(r"\b(?:https?|ftp)://([^\s/'\"<>]+)", re.IGNORECASE)
 _CREDENTIAL = re.compile(
-    r"AKIA[0-9A-Z]{16}|-----BEGIN [A-Z ]*PRIVATE KEY-----|\bgh[pousr]_[A-Za-z0-9]{30,}|\bsk-[A-Za-z0-9_-]{20,}"
+    r"AKIA[0-9A-Z]{16}|-----BEGIN [A-Z ]*PRIVATE KEY-----"
+    r"|\bgh[pousr]_[A-Za-z0-9]{30,}|\bsk-[A-Za-z0-9_-]{20,}"
     r"|\bxox[abpr]-[A-Za-z0-9-]{10,}|(?:password|passwd|secret|api[_-]?key|token)\s*[:=]\s*\S{6,}",
     re.IGNORECASE,
 )
@@ -111,7 +116,7 @@ def conflicts(new: str, old: str) -> bool:
     """Do two similar statements disagree? Different numbers, opposite polarity, or a swapped key term.
 
     Called only on pairs already found similar, so a shared frame with a different value ("port 8080" vs
-    "port 9090", "auth is enabled" vs "auth is disabled", "uses Postgres" vs "uses MySQL") reads as a conflict.
+    "port 9090", "auth is enabled" vs "auth is disabled", "uses Postgres" vs "uses MySQL") is a conflict.
     """
     a_num, b_num = set(_NUMBER.findall(new)), set(_NUMBER.findall(old))
     if a_num and b_num and a_num != b_num:

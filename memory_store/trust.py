@@ -58,7 +58,8 @@ def _decayed(alpha: float, beta: float, age_s: float, half_life_s: float) -> tup
 def ensure_agent(conn: sqlite3.Connection, agent_id: str, now: float) -> None:
     """Register an agent at the prior (the user pinned at 1.0); call inside a write transaction."""
     conn.execute(
-        "INSERT OR IGNORE INTO agents (agent_id, alpha, beta, pinned, updated_at, first_seen) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT OR IGNORE INTO agents (agent_id, alpha, beta, pinned, updated_at, first_seen) VALUES (?, ?, "
+        "?, ?, ?, ?)",
         (agent_id, PRIOR_ALPHA, PRIOR_BETA, int(agent_id == USER), now, now),
     )
 
@@ -110,7 +111,7 @@ def record(
 
 
 def is_burst(conn: sqlite3.Connection, agent_id: str, now: float) -> bool:
-    """True on the write that crosses each multiple of 20 writes within 5 minutes (counted across processes)."""
+    """True on the write that crosses each multiple of 20 writes in 5 minutes (across processes)."""
     if agent_id == USER:
         return False
     (n,) = conn.execute(
@@ -128,7 +129,7 @@ def support(trusts: list[float]) -> float:
 
 
 def report(conn: sqlite3.Connection, now: float, agent_id: str | None = None) -> list[dict[str, object]]:
-    """Per agent: trust, posterior, memory counts and signal counts (for `trust_report` and `protect memory trust`)."""
+    """Per agent: trust, posterior, memory and signal counts (`trust_report`, `protect memory trust`)."""
     ids = (
         [agent_id]
         if agent_id

@@ -72,7 +72,7 @@ class MiniLMEmbedder:
 
 
 class TfidfEmbedder:
-    """Hashed word counts (no vocabulary to fit, so any process indexes on write); IDF applied at query time."""
+    """Hashed word counts: no vocabulary to fit, so any process indexes on write; IDF at query time."""
 
     name = "tfidf"
     dense = False
@@ -100,7 +100,7 @@ _SHARED: dict[str, Embedder] = {}
 
 
 def create_embedder(name: str = "auto") -> Embedder:
-    """`auto` picks MiniLM when the `semantic` extra is installed, else TF-IDF. Instances are shared per process."""
+    """`auto` picks MiniLM when the `semantic` extra is installed, else TF-IDF. One instance per process."""
     if name not in EMBEDDERS:
         raise UnknownNameError(f"unknown embedder {name!r}; choose from {', '.join(EMBEDDERS)}")
     if name == "auto":
@@ -211,9 +211,12 @@ def _stack(embedder: Embedder, mats: list[Any]) -> Any:
 
 
 def insert_embeddings(conn: sqlite3.Connection, embedder: Embedder, ids: list[int], vecs: np.ndarray) -> None:
-    """Persist dense vectors (float32 bytes) inside the caller's transaction; they cascade with their memory."""
+    """Persist dense vectors (float32 bytes) in the caller's transaction; they cascade."""
     conn.executemany(
         "INSERT OR REPLACE INTO embeddings (memory_id, model, vector) SELECT ?, ?, ? "
         "WHERE EXISTS (SELECT 1 FROM memories WHERE id = ?)",
-        [(i, embedder.name, np.asarray(v, dtype=np.float32).tobytes(), i) for i, v in zip(ids, vecs, strict=False)],
+        [
+            (i, embedder.name, np.asarray(v, dtype=np.float32).tobytes(), i)
+            for i, v in zip(ids, vecs, strict=False)
+        ],
     )

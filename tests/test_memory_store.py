@@ -1,4 +1,4 @@
-"""Store basics: FTS sync, hostile queries, dedup, namespaces, graph, export/import, corrupt/locked databases."""
+"""Store basics: FTS sync, hostile queries, dedup, graph, export/import, corrupt or locked databases."""
 
 from __future__ import annotations
 

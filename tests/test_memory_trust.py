@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from memory_store import trust
 from memory_store import text as T
+from memory_store import trust
 from memory_store.store import MemoryStore
 
 
