@@ -322,26 +322,9 @@ def audit_forgetting(
     `train` holds the training members, `holdout` samples of every class that no model trained on.
     """
     control = next(n for n in holdout.class_names if n != forgotten and n in after.config.present_names)
-    pf = audit_model(
-        after,
-        train=train,
-        holdout=holdout,
-        forgotten=forgotten,
-        control=control,
-        seed=seed,
-        ns=ns,
-        relearn_steps=relearn_steps,
-    )
-    ref = audit_model(
-        oracle,
-        train=train,
-        holdout=holdout,
-        forgotten=forgotten,
-        control=control,
-        seed=seed,
-        ns=ns,
-        relearn_steps=relearn_steps,
-    )
+    kw = dict(train=train, holdout=holdout, forgotten=forgotten, control=control, seed=seed, ns=ns)
+    pf = audit_model(after, **kw, relearn_steps=relearn_steps)  # type: ignore[arg-type]
+    ref = audit_model(oracle, **kw, relearn_steps=relearn_steps)  # type: ignore[arg-type]
     part_b = halves(holdout, seed)[1]
     n_forget = len(part_b.of_class(forgotten))
     retained = [n for n in holdout.class_names if n != forgotten]
