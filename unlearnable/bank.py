@@ -50,7 +50,8 @@ class PerturbationBank:
             self.where[ids, 0] = g
             self.where[ids, 1] = torch.arange(len(ids))
 
-    def _view(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    def view(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """The surrogate's view of uint8 images `x` plus perturbations `delta` (in levels), differentiable in delta."""
         v = (x.float() + delta).clamp(0, 255) / 255
         if v.shape[1] == 1:
             v = v.expand(-1, 3, -1, -1)
@@ -72,7 +73,7 @@ class PerturbationBank:
                 leaves.append(Leaf(g, local, d))
             # one image at a time for large photos keeps peak memory at one full-resolution image
             step = max(1, int(4e6 // max(1, self.x[g][0].numel())))
-            parts = [self._view(self.x[g][local[i : i + step]], d[i : i + step]) for i in range(0, len(local), step)]
+            parts = [self.view(self.x[g][local[i : i + step]], d[i : i + step]) for i in range(0, len(local), step)]
             out[pos.to(self.device)] = torch.cat(parts)
         return out, leaves
 

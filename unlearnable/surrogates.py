@@ -71,7 +71,7 @@ class Surrogate:
 def create_surrogate(spec: str, *, num_classes: int, device: torch.device, size: int = 32, width: int = 16) -> Surrogate:
     """Build a surrogate from `scratch`, `open_clip:MODEL:TAG` or `torchvision:resnet18`."""
     if spec == "scratch":
-        net = small_resnet(width=width, num_classes=num_classes).to(device).eval()
+        net = small_resnet(width=width, num_classes=num_classes).to(device, memory_format=torch.channels_last).eval()
         return Surrogate("scratch", net, size, lambda x: net.features(normalize(x)), trainable=True)
     kind, _, rest = spec.partition(":")
     if kind == "open_clip":

@@ -96,7 +96,7 @@ def train_victim(
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     num_classes = int(max(y_train.max(), y_test.max())) + 1
-    model = resnet18(width=recipe.width, num_classes=num_classes).to(device)
+    model = resnet18(width=recipe.width, num_classes=num_classes).to(device, memory_format=torch.channels_last)
     xt, yt = to_tensor(x_train), torch.as_tensor(y_train, dtype=torch.long)
     opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                           weight_decay=recipe.weight_decay, nesterov=False)

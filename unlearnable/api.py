@@ -1,0 +1,163 @@
+"""`protect images` as a Python call: protect in-memory arrays, a folder of photos, or an `.npz` dataset."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from protect.batch import CopyJob, WriteOptions
+from protect.devices import resolve_device, seeded_generator
+from protect.errors import ConfigError, UnknownNameError
+from protect.imageio import Picture
+from unlearnable.bank import PerturbationBank
+from unlearnable.beo import BEO
+from unlearnable.em import EM
+from unlearnable.labels import cluster_labels, given_labels
+from unlearnable.perturber import Callback, Perturber
+from unlearnable.reference import reference_images
+from unlearnable.surrogates import create_surrogate
+
+log = logging.getLogger(__name__)
+
+METHODS = ("beo", "em", "em-class")
+CHUNK_BYTES = 1.5e9  # originals + perturbations held at once; larger folders are protected in chunks
+
+
+@dataclass
+class ProtectConfig:
+    """Settings of one protection run (recorded in the report)."""
+
+    method: str = "beo"
+    epsilon: float = 8 / 255
+    steps: int | None = None
+    labels: str = "auto"
+    surrogate: str = "scratch"
+    resolution: int | None = None
+    refit_every: int = 1
+    batch_size: int = 512
+    clusters: int | None = None
+    seed: int = 0
+    device: str = "auto"
+
+    @property
+    def eps_levels(self) -> int:
+        """The bound in whole 8-bit levels; rounding down keeps the saved file inside the requested ball."""
+        return int(np.floor(self.epsilon * 255 + 1e-6))
+
+
+DEFAULT_STEPS = {"beo": 20, "em": 10, "em-class": 10}
+
+
+def _perturber(config: ProtectConfig, surrogate, callback: Callback | None) -> Perturber:
+    steps = DEFAULT_STEPS.get(config.method, 0) if config.steps is None else config.steps
+    # enough level-steps to cross the ball 2.5 times (Madry et al.'s rule of thumb), at least one level
+    levels = max(1, math.ceil(2.5 * config.eps_levels / max(steps, 1)))
+    common = dict(surrogate=surrogate, steps=steps, step_levels=levels, batch_size=config.batch_size,
+                  seed=config.seed, callback=callback)
+    if config.method == "beo":
+        return BEO(refit_every=config.refit_every, **common)
+    if config.method in ("em", "em-class"):
+        return EM(mode="class" if config.method == "em-class" else "sample", **common)
+    raise UnknownNameError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
+
+
+def protect_arrays(
+    images: Sequence[np.ndarray],
+    labels: Sequence[str | int | None] | None = None,
+    *,
+    config: ProtectConfig = ProtectConfig(),
+    callback: Callback | None = None,
+) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """Protect uint8 (H, W, C) images; returns the protected images (same shapes) and run information.
+
+    Example:
+        >>> protected, info = protect_arrays(x, y, config=ProtectConfig(method="beo", steps=10))
+    """
+    if config.eps_levels < 1:
+        raise ConfigError(f"--epsilon {config.epsilon:.5f} is below one 8-bit level (1/255): nothing could change")
+    device = resolve_device(config.device)
+    seeded_generator(config.seed)
+    names = given_labels(config.labels, [None if lb is None else str(lb) for lb in (labels or [None] * len(images))])
+    largest = max(max(img.shape[:2]) for img in images)
+    size = config.resolution or (32 if largest <= 32 else 64)
+    provisional = 1 if names is None else len(set(names))
+    surrogate = create_surrogate(config.surrogate, num_classes=max(provisional, 2), device=device, size=size)
+    if names is None:
+        probe = PerturbationBank(list(images), size=surrogate.input_size, eps_levels=0, device=device)
+        with torch.no_grad():
+            feats = torch.cat([surrogate.features(probe.views(ids)[0]) for ids in torch.arange(probe.n).split(256)])
+        names = cluster_labels(feats, k=config.clusters, seed=config.seed)
+    all_images, all_names = list(images), list(names)
+    frozen = np.zeros(len(images), bool)
+    if len(set(names)) < 2:
+        ref, ref_names = reference_images(size=surrogate.input_size, seed=config.seed)
+        all_images += ref
+        all_names += ref_names
+        frozen = np.concatenate([frozen, np.ones(len(ref), bool)])
+    classes = sorted(set(all_names))
+    y = torch.tensor([classes.index(n) for n in all_names])
+    if surrogate.trainable and len(classes) != surrogate.net.fc.out_features:
+        surrogate = create_surrogate(config.surrogate, num_classes=len(classes), device=device, size=size)
+    bank = PerturbationBank(all_images, size=surrogate.input_size, eps_levels=config.eps_levels, frozen=frozen,
+                            device=device)
+    perturber = _perturber(config, surrogate, callback)
+    history = perturber.perturb(bank, y)
+    protected = [bank.protected(i) for i in range(len(images))]
+    info = {"classes": classes, "reference_anchors": int(frozen.sum()), "surrogate_input": surrogate.input_size,
+            "history": history}
+    return protected, info
+
+
+def _chunks(pictures: list[Picture]) -> list[list[Picture]]:
+    chunks: list[list[Picture]] = [[]]
+    used = 0.0
+    if not pictures:
+        return []
+    for pic in pictures:
+        cost = 2.0 * pic.pixels.size
+        if chunks[-1] and used + cost > CHUNK_BYTES:
+            chunks.append([])
+            used = 0.0
+        chunks[-1].append(pic)
+        used += cost
+    return chunks
+
+
+def protect_images(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    config: ProtectConfig = ProtectConfig(),
+    options: WriteOptions = WriteOptions(),
+    callback: Callback | None = None,
+) -> CopyJob:
+    """Write protected copies of a folder (mirrored paths) or an `.npz` (same arrays); originals are never touched.
+
+    Returns the finished job (its `rows`, `skipped` and `finish()` status).
+    """
+    if config.method not in METHODS:
+        raise UnknownNameError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
+    job = CopyJob(Path(src), Path(dst), settings=asdict(config) | {"format": options.fmt}, options=options)
+    if job.is_npz:
+        data = job.load_dataset()
+        labels = None if data.y is None else [str(v) for v in data.y]
+        protected, info = protect_arrays(list(data.x), labels, config=config, callback=callback)
+        job.settings["run"] = {k: v for k, v in info.items() if k != "classes"}
+        job.write_dataset(data, np.stack(protected))
+        return job
+    pictures = [p for p in (job.load(path) for path in job.pending()) if p is not None]
+    for chunk in _chunks(pictures):
+        protected, info = protect_arrays([p.pixels for p in chunk], [p.label for p in chunk], config=config,
+                                         callback=callback)
+        job.settings.setdefault("runs", []).append({k: v for k, v in info.items() if k != "history"}
+                                                   | {"final": info["history"][-1] if info["history"] else None})
+        for pic, out in zip(chunk, protected):
+            job.write(pic, out)
+    return job
