@@ -143,20 +143,32 @@ class CopyJob:
             raise ValueError(f"expected uint8 {original.x.shape}, got {protected.dtype} {protected.shape}")
         save_npz(self.dst, ArrayDataset(x=protected, y=original.y, extras=original.extras))
         self.rows = []
-        for i, (a, b) in enumerate(zip(original.x, protected)):
-            row = {"source": f"{self.src}[{i}]", "output": f"{self.dst}[{i}]",
-                   "width": int(a.shape[1]), "height": int(a.shape[0]), **quality_row(a, b)}
+        for i, (a, b) in enumerate(zip(original.x, protected, strict=True)):
+            row = {
+                "source": f"{self.src}[{i}]",
+                "output": f"{self.dst}[{i}]",
+                "width": int(a.shape[1]),
+                "height": int(a.shape[0]),
+                **quality_row(a, b),
+            }
             self._record(row, a, b, progress=False)
 
     # -- reports -----------------------------------------------------------------------------------------
     def finish(self) -> int:
         """Write the reports; exit status 0 if anything was protected, 2 if nothing could be."""
-        write_json_report(self.report_dir, settings=self.settings, rows=self.rows, skipped=self.skipped,
-                          name=self.options.report_name)
+        write_json_report(
+            self.report_dir,
+            settings=self.settings,
+            rows=self.rows,
+            skipped=self.skipped,
+            name=self.options.report_name,
+        )
         write_html_report(self.report_dir, self._thumbs, title=f"protect: {self.src} -> {self.dst}")
         return 0 if self.rows else 2
 
-    def _record(self, row: dict[str, Any], before: np.ndarray, after: np.ndarray, progress: bool = True) -> None:
+    def _record(
+        self, row: dict[str, Any], before: np.ndarray, after: np.ndarray, progress: bool = True
+    ) -> None:
         self.rows.append(row)
         if len(self._thumbs) < HTML_ROWS:
             self._thumbs.append((row, before, after))

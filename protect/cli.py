@@ -15,8 +15,16 @@ from protect import __version__
 from protect.errors import ConfigError, ProtectError
 
 SUBCOMMANDS = {
-    "images": ("unlearnable.cli", "images", "Protect photos or a dataset with unlearnable noise (BEO, EM, T2UE)."),
-    "t2ue": ("unlearnable.t2ue.cli", "t2ue", "Unlearnable noise from text descriptions alone (zero contact)."),
+    "images": (
+        "unlearnable.cli",
+        "images",
+        "Protect photos or a dataset with unlearnable noise (BEO, EM, T2UE).",
+    ),
+    "t2ue": (
+        "unlearnable.t2ue.cli",
+        "t2ue",
+        "Unlearnable noise from text descriptions alone (zero contact).",
+    ),
     "watermark": ("watermark.cli", "watermark", "Mark a dataset release and verify ownership later (AMUSE)."),
     "model": ("forgettable.cli", "model", "Pre-forgettable classifiers: train, forget a class, audit."),
     "memory": ("memory_store.cli", "memory", "Local agent memory with trust and complete erasure (MCP)."),

@@ -43,12 +43,23 @@ def device_options(fn: F) -> F:
 def write_options(fn: F) -> F:
     """Options that decide how protected copies are written (shared by every command that writes images)."""
     decorators = [
-        click.option("--format", "fmt", type=click.Choice(sorted(OUTPUT_FORMATS)), default="png", show_default=True,
-                     help="Output format for folder sources; lossy formats weaken the protection (see the report)."),
-        click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True,
-                     help="JPEG/WebP quality."),
-        click.option("--keep-exif", is_flag=True, help="Keep EXIF metadata (GPS included); stripped by default."),
-        click.option("--resume", is_flag=True, help="Continue an interrupted run without redoing finished files."),
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(sorted(OUTPUT_FORMATS)),
+            default="png",
+            show_default=True,
+            help="Output format for folder sources; lossy formats weaken the protection (see the report).",
+        ),
+        click.option(
+            "--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality."
+        ),
+        click.option(
+            "--keep-exif", is_flag=True, help="Keep EXIF metadata (GPS included); stripped by default."
+        ),
+        click.option(
+            "--resume", is_flag=True, help="Continue an interrupted run without redoing finished files."
+        ),
     ]
     for d in reversed(decorators):
         fn = d(fn)

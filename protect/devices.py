@@ -28,9 +28,13 @@ def resolve_device(name: str = "auto") -> torch.device:
             name = "cpu"
         log.info("device auto -> %s", name)
     elif name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
+        raise ConfigError(
+            "--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto"
+        )
     elif name == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("--device mps was asked for but Apple MPS is not available; use --device cpu or auto")
+        raise ConfigError(
+            "--device mps was asked for but Apple MPS is not available; use --device cpu or auto"
+        )
     return torch.device(name)
 
 

@@ -117,8 +117,16 @@ def load_image(path: str | Path, *, root: str | Path | None = None, keep_exif: b
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     label = rel.parts[0] if len(rel.parts) > 1 else None
-    return Picture(rel=rel, pixels=pixels, alpha=alpha, icc=icc, exif=exif, label=label, source=str(path),
-                   meta={"mode": mode})
+    return Picture(
+        rel=rel,
+        pixels=pixels,
+        alpha=alpha,
+        icc=icc,
+        exif=exif,
+        label=label,
+        source=str(path),
+        meta={"mode": mode},
+    )
 
 
 def to_pil(picture: Picture) -> Image.Image:

@@ -23,9 +23,7 @@ def ssim(original: np.ndarray, saved: np.ndarray) -> float:
     win -= 1 - win % 2
     if win < 3:
         return float("nan")
-    return float(
-        structural_similarity(original, saved, channel_axis=-1, data_range=255, win_size=win)
-    )
+    return float(structural_similarity(original, saved, channel_axis=-1, data_range=255, win_size=win))
 
 
 def perturbation_kept(original: np.ndarray, intended: np.ndarray, saved: np.ndarray) -> float:

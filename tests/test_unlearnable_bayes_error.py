@@ -19,7 +19,9 @@ def test_gradient_matches_finite_differences():
     torch.manual_seed(0)
     z = torch.randn(30, 4, dtype=torch.float64, requires_grad=True)
     y = torch.randint(0, 3, (30,))
-    assert torch.autograd.gradcheck(lambda z: bayes_error(z, y, sigma=1.2, chunk=7), (z,), eps=1e-6, atol=1e-7)
+    assert torch.autograd.gradcheck(
+        lambda z: bayes_error(z, y, sigma=1.2, chunk=7), (z,), eps=1e-6, atol=1e-7
+    )
 
 
 @pytest.mark.parametrize("chunk", [1, 5, 64])
@@ -29,8 +31,8 @@ def test_value_and_gradient_match_dense_autograd(chunk):
     y = torch.randint(0, 4, (50,))
     ours = bayes_error(z, y, sigma=0.9, chunk=chunk)
     ref = dense_reference(z, y, 0.9, 4)
-    g_ours, = torch.autograd.grad(ours, z)
-    g_ref, = torch.autograd.grad(ref, z)
+    (g_ours,) = torch.autograd.grad(ours, z)
+    (g_ref,) = torch.autograd.grad(ref, z)
     assert float(ours) == pytest.approx(float(ref), abs=1e-12)
     assert torch.allclose(g_ours, g_ref, atol=1e-12)
 
@@ -40,7 +42,7 @@ def test_estimate_recovers_known_bayes_error_of_two_gaussians():
     gen = torch.Generator().manual_seed(0)
     n = 3000
     y = torch.arange(n) % 2
-    z = (torch.randn(n, 1, generator=gen, dtype=torch.float64) + (2.0 * y - 1).unsqueeze(1))
+    z = torch.randn(n, 1, generator=gen, dtype=torch.float64) + (2.0 * y - 1).unsqueeze(1)
     truth = 0.5 * (1 + math.erf(-1 / math.sqrt(2)))
     assert float(bayes_error(z, y, sigma=0.25)) == pytest.approx(truth, abs=0.03)
 

@@ -15,7 +15,9 @@ FAST = ["--steps", "1", "--resolution", "16", "--device", "cpu"]
 
 
 def digest(folder: Path) -> dict[str, str]:
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -33,7 +35,9 @@ def photos(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise for display
     exif.get_ifd(0x8825)[2] = (52.0, 22.0, 0.0)  # GPS latitude
-    Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(src / "cats" / "rot.jpg", exif=exif)
+    Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(
+        src / "cats" / "rot.jpg", exif=exif
+    )
     (src / "dogs" / "broken.jpg").write_bytes(b"not a jpeg at all")
     return src
 

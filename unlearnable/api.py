@@ -59,8 +59,14 @@ def _perturber(config: ProtectConfig, surrogate, callback: Callback | None) -> P
     steps = DEFAULT_STEPS.get(config.method, 0) if config.steps is None else config.steps
     # enough level-steps to cross the ball 2.5 times (Madry et al.'s rule of thumb), at least one level
     levels = max(1, math.ceil(2.5 * config.eps_levels / max(steps, 1)))
-    common = dict(surrogate=surrogate, steps=steps, step_levels=levels, batch_size=config.batch_size,
-                  seed=config.seed, callback=callback)
+    common = dict(
+        surrogate=surrogate,
+        steps=steps,
+        step_levels=levels,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        callback=callback,
+    )
     if config.method == "beo":
         return BEO(refit_every=config.refit_every, **common)
     if config.method in ("em", "em-class"):
@@ -72,7 +78,7 @@ def protect_arrays(
     images: Sequence[np.ndarray],
     labels: Sequence[str | int | None] | None = None,
     *,
-    config: ProtectConfig = ProtectConfig(),
+    config: ProtectConfig | None = None,
     callback: Callback | None = None,
 ) -> tuple[list[np.ndarray], dict[str, Any]]:
     """Protect uint8 (H, W, C) images; returns the protected images (same shapes) and run information.
@@ -80,11 +86,16 @@ def protect_arrays(
     Example:
         >>> protected, info = protect_arrays(x, y, config=ProtectConfig(method="beo", steps=10))
     """
+    config = config or ProtectConfig()
     if config.eps_levels < 1:
-        raise ConfigError(f"--epsilon {config.epsilon:.5f} is below one 8-bit level (1/255): nothing could change")
+        raise ConfigError(
+            f"--epsilon {config.epsilon:.5f} is below one 8-bit level (1/255): nothing could change"
+        )
     device = resolve_device(config.device)
     seeded_generator(config.seed)
-    names = given_labels(config.labels, [None if lb is None else str(lb) for lb in (labels or [None] * len(images))])
+    names = given_labels(
+        config.labels, [None if lb is None else str(lb) for lb in (labels or [None] * len(images))]
+    )
     largest = max(max(img.shape[:2]) for img in images)
     size = config.resolution or (32 if largest <= 32 else 64)
     provisional = 1 if names is None else len(set(names))
@@ -92,7 +103,9 @@ def protect_arrays(
     if names is None:
         probe = PerturbationBank(list(images), size=surrogate.input_size, eps_levels=0, device=device)
         with torch.no_grad():
-            feats = torch.cat([surrogate.features(probe.views(ids)[0]) for ids in torch.arange(probe.n).split(256)])
+            feats = torch.cat(
+                [surrogate.features(probe.views(ids)[0]) for ids in torch.arange(probe.n).split(256)]
+            )
         names = cluster_labels(feats, k=config.clusters, seed=config.seed)
     all_images, all_names = list(images), list(names)
     frozen = np.zeros(len(images), bool)
@@ -105,13 +118,18 @@ def protect_arrays(
     y = torch.tensor([classes.index(n) for n in all_names])
     if surrogate.trainable and len(classes) != surrogate.net.fc.out_features:
         surrogate = create_surrogate(config.surrogate, num_classes=len(classes), device=device, size=size)
-    bank = PerturbationBank(all_images, size=surrogate.input_size, eps_levels=config.eps_levels, frozen=frozen,
-                            device=device)
+    bank = PerturbationBank(
+        all_images, size=surrogate.input_size, eps_levels=config.eps_levels, frozen=frozen, device=device
+    )
     perturber = _perturber(config, surrogate, callback)
     history = perturber.perturb(bank, y)
     protected = [bank.protected(i) for i in range(len(images))]
-    info = {"classes": classes, "reference_anchors": int(frozen.sum()), "surrogate_input": surrogate.input_size,
-            "history": history}
+    info = {
+        "classes": classes,
+        "reference_anchors": int(frozen.sum()),
+        "surrogate_input": surrogate.input_size,
+        "history": history,
+    }
     return protected, info
 
 
@@ -134,14 +152,15 @@ def protect_images(
     src: str | Path,
     dst: str | Path,
     *,
-    config: ProtectConfig = ProtectConfig(),
-    options: WriteOptions = WriteOptions(),
+    config: ProtectConfig | None = None,
+    options: WriteOptions | None = None,
     callback: Callback | None = None,
 ) -> CopyJob:
     """Write protected copies of a folder (mirrored paths) or an `.npz` (same arrays); originals are never touched.
 
     Returns the finished job (its `rows`, `skipped` and `finish()` status).
     """
+    config, options = config or ProtectConfig(), options or WriteOptions()
     if config.method not in METHODS:
         raise UnknownNameError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
     job = CopyJob(Path(src), Path(dst), settings=asdict(config) | {"format": options.fmt}, options=options)
@@ -154,10 +173,13 @@ def protect_images(
         return job
     pictures = [p for p in (job.load(path) for path in job.pending()) if p is not None]
     for chunk in _chunks(pictures):
-        protected, info = protect_arrays([p.pixels for p in chunk], [p.label for p in chunk], config=config,
-                                         callback=callback)
-        job.settings.setdefault("runs", []).append({k: v for k, v in info.items() if k != "history"}
-                                                   | {"final": info["history"][-1] if info["history"] else None})
-        for pic, out in zip(chunk, protected):
+        protected, info = protect_arrays(
+            [p.pixels for p in chunk], [p.label for p in chunk], config=config, callback=callback
+        )
+        job.settings.setdefault("runs", []).append(
+            {k: v for k, v in info.items() if k != "history"}
+            | {"final": info["history"][-1] if info["history"] else None}
+        )
+        for pic, out in zip(chunk, protected, strict=True):
             job.write(pic, out)
     return job

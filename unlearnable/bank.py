@@ -28,8 +28,15 @@ class Leaf:
 class PerturbationBank:
     """Images grouped by shape; `frozen` ids (reference anchors) are never perturbed."""
 
-    def __init__(self, images: list[np.ndarray], *, size: int, eps_levels: int, frozen: np.ndarray | None = None,
-                 device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        images: list[np.ndarray],
+        *,
+        size: int,
+        eps_levels: int,
+        frozen: np.ndarray | None = None,
+        device: torch.device | str = "cpu",
+    ) -> None:
         if eps_levels < 0 or eps_levels > 127:
             raise ValueError(f"eps must be between 0 and 127 levels, got {eps_levels}")
         self.size, self.eps, self.device = size, eps_levels, torch.device(device)
@@ -56,7 +63,9 @@ class PerturbationBank:
         if v.shape[1] == 1:
             v = v.expand(-1, 3, -1, -1)
         if v.shape[-2:] != (self.size, self.size):
-            v = F.interpolate(v, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
+            v = F.interpolate(
+                v, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False
+            )
         return v
 
     def views(self, ids: torch.Tensor, *, grad: bool = False) -> tuple[torch.Tensor, list[Leaf]]:
@@ -73,13 +82,17 @@ class PerturbationBank:
                 leaves.append(Leaf(g, local, d))
             # one image at a time for large photos keeps peak memory at one full-resolution image
             step = max(1, int(4e6 // max(1, self.x[g][0].numel())))
-            parts = [self.view(self.x[g][local[i : i + step]], d[i : i + step]) for i in range(0, len(local), step)]
+            parts = [
+                self.view(self.x[g][local[i : i + step]], d[i : i + step]) for i in range(0, len(local), step)
+            ]
             out[pos.to(self.device)] = torch.cat(parts)
         return out, leaves
 
     def all_views(self, batch: int = 1024) -> torch.Tensor:
         with torch.no_grad():
-            return torch.cat([self.views(torch.arange(i, min(i + batch, self.n)))[0] for i in range(0, self.n, batch)])
+            return torch.cat(
+                [self.views(torch.arange(i, min(i + batch, self.n)))[0] for i in range(0, self.n, batch)]
+            )
 
     def step(self, leaves: list[Leaf], *, levels: int, direction: int) -> None:
         """Signed step of `levels` along +-grad (direction +1 ascends, -1 descends), projected exactly."""
@@ -87,7 +100,9 @@ class PerturbationBank:
             if leaf.delta.grad is None:
                 continue
             x = self.x[leaf.group][leaf.local].to(torch.int16)
-            upd = leaf.delta.detach().to(torch.int16) + direction * levels * leaf.delta.grad.sign().to(torch.int16)
+            upd = leaf.delta.detach().to(torch.int16) + direction * levels * leaf.delta.grad.sign().to(
+                torch.int16
+            )
             upd = torch.maximum(torch.minimum(upd.clamp(-self.eps, self.eps), 255 - x), -x)
             upd[self.locked[leaf.group][leaf.local]] = 0
             self.delta[leaf.group][leaf.local] = upd.to(torch.int8)

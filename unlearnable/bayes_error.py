@@ -36,7 +36,9 @@ def _chunks(n: int, chunk: int, device: torch.device):
         yield torch.arange(start, min(start + chunk, n), device=device)
 
 
-def posterior(z: torch.Tensor, y: torch.Tensor, *, sigma: float, num_classes: int, chunk: int = 1024) -> torch.Tensor:
+def posterior(
+    z: torch.Tensor, y: torch.Tensor, *, sigma: float, num_classes: int, chunk: int = 1024
+) -> torch.Tensor:
     """Leave-one-out kernel posterior p(c | z_i), shape (N, C); no gradient."""
     z = z.detach()
     onehot = torch.nn.functional.one_hot(y, num_classes).to(z.dtype)

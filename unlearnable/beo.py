@@ -36,8 +36,15 @@ class BEO(Perturber):
 
     name = "beo"
 
-    def __init__(self, *, sigma: float | None = None, refit_every: int = 1, refit_epochs: int = 1,
-                 warmup_epochs: int = 3, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        sigma: float | None = None,
+        refit_every: int = 1,
+        refit_epochs: int = 1,
+        warmup_epochs: int = 3,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if refit_every < 1:
             raise ValueError(f"refit_every must be >= 1, got {refit_every}")
@@ -47,7 +54,9 @@ class BEO(Perturber):
     def embed(self, views: torch.Tensor) -> torch.Tensor:
         size = self.surrogate.input_size
         if views.shape[-1] != size:
-            views = F.interpolate(views, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            views = F.interpolate(
+                views, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+            )
         z = self.surrogate.features(views)
         return z / z.detach().abs().max().clamp_min(1e-12)
 
@@ -64,7 +73,8 @@ class BEO(Perturber):
             if self.surrogate.trainable and t % self.refit_every == 0:
                 epochs = self.warmup_epochs if t == 0 else self.refit_epochs
                 info["surrogate_train_acc"] = round(
-                    self.surrogate.fit(bank.all_views(), y, epochs=epochs, gen=self.gen), 4)
+                    self.surrogate.fit(bank.all_views(), y, epochs=epochs, gen=self.gen), 4
+                )
             total, count = 0.0, 0
             for ids in self.batches(bank.n):
                 views, leaves = bank.views(ids, grad=True)

@@ -18,30 +18,88 @@ from unlearnable.labels import LABEL_MODES
 
 @click.command(name="images")
 @click.argument("src", type=click.Path(exists=True, path_type=Path))
-@click.option("--out", "dst", required=True, type=click.Path(path_type=Path),
-              help="Destination folder (or .npz for an .npz source); must lie outside SRC.")
-@click.option("--method", type=click.Choice(METHODS + ("t2ue",)), default="beo", show_default=True,
-              help="beo: Bayes-error optimisation; em / em-class: error-minimising noise; t2ue: noise from captions.")
-@click.option("--epsilon", type=Epsilon(), default="8/255", show_default=True, help="L-infinity bound per pixel.")
-@click.option("--labels", type=click.Choice(LABEL_MODES), default="auto", show_default=True,
-              help="Classes from sub-folders (or the .npz 'y'), k-means clusters, or auto.")
-@click.option("--surrogate", default="scratch", show_default=True,
-              help="Feature space: scratch, open_clip:MODEL:TAG or torchvision:resnet18.")
-@click.option("--steps", type=click.IntRange(0), default=None, help="Optimisation passes (default: beo 20, em 10).")
-@click.option("--refit-every", type=click.IntRange(1), default=1, show_default=True,
-              help="BEO: refit the scratch surrogate every K passes (1 = closest to the paper).")
-@click.option("--resolution", type=click.IntRange(8), default=None,
-              help="Side of the surrogate's view (default 32 for small images, 64 otherwise).")
-@click.option("--clusters", type=click.IntRange(2), default=None, help="Number of k-means classes for --labels clusters.")
-@click.option("--generator", type=click.Path(exists=True, path_type=Path), help="T2UE generator folder (--method t2ue).")
-@click.option("--captions", type=click.Path(exists=True, path_type=Path), help="captions.csv (file,caption) for t2ue.")
+@click.option(
+    "--out",
+    "dst",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Destination folder (or .npz for an .npz source); must lie outside SRC.",
+)
+@click.option(
+    "--method",
+    type=click.Choice(METHODS + ("t2ue",)),
+    default="beo",
+    show_default=True,
+    help="beo: Bayes-error optimisation; em / em-class: error-minimising noise; t2ue: noise from captions.",
+)
+@click.option(
+    "--epsilon", type=Epsilon(), default="8/255", show_default=True, help="L-infinity bound per pixel."
+)
+@click.option(
+    "--labels",
+    type=click.Choice(LABEL_MODES),
+    default="auto",
+    show_default=True,
+    help="Classes from sub-folders (or the .npz 'y'), k-means clusters, or auto.",
+)
+@click.option(
+    "--surrogate",
+    default="scratch",
+    show_default=True,
+    help="Feature space: scratch, open_clip:MODEL:TAG or torchvision:resnet18.",
+)
+@click.option(
+    "--steps", type=click.IntRange(0), default=None, help="Optimisation passes (default: beo 20, em 10)."
+)
+@click.option(
+    "--refit-every",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="BEO: refit the scratch surrogate every K passes (1 = closest to the paper).",
+)
+@click.option(
+    "--resolution",
+    type=click.IntRange(8),
+    default=None,
+    help="Side of the surrogate's view (default 32 for small images, 64 otherwise).",
+)
+@click.option(
+    "--clusters",
+    type=click.IntRange(2),
+    default=None,
+    help="Number of k-means classes for --labels clusters.",
+)
+@click.option(
+    "--generator", type=click.Path(exists=True, path_type=Path), help="T2UE generator folder (--method t2ue)."
+)
+@click.option(
+    "--captions", type=click.Path(exists=True, path_type=Path), help="captions.csv (file,caption) for t2ue."
+)
 @click.option("--dry-run", is_flag=True, help="Show what would be protected; write nothing.")
 @write_options
 @device_options
-def images(src: Path, dst: Path, method: str, epsilon: float, labels: str, surrogate: str, steps: int | None,
-           refit_every: int, resolution: int | None, clusters: int | None, generator: Path | None,
-           captions: Path | None, dry_run: bool, fmt: str, quality: int, keep_exif: bool, resume: bool,
-           device: str, seed: int) -> None:
+def images(
+    src: Path,
+    dst: Path,
+    method: str,
+    epsilon: float,
+    labels: str,
+    surrogate: str,
+    steps: int | None,
+    refit_every: int,
+    resolution: int | None,
+    clusters: int | None,
+    generator: Path | None,
+    captions: Path | None,
+    dry_run: bool,
+    fmt: str,
+    quality: int,
+    keep_exif: bool,
+    resume: bool,
+    device: str,
+    seed: int,
+) -> None:
     """Write protected copies of the images in SRC (a folder or an .npz) to --out.
 
     Models trained on the protected copies learn little from them. Originals are never modified; the output mirrors
@@ -57,14 +115,23 @@ def images(src: Path, dst: Path, method: str, epsilon: float, labels: str, surro
     if method == "t2ue":
         status = _t2ue(src, dst, generator, captions, epsilon, seed, device, options)
         raise SystemExit(status)
-    config = ProtectConfig(method=method, epsilon=epsilon, steps=steps, labels=labels, surrogate=surrogate,
-                           resolution=resolution, refit_every=refit_every, clusters=clusters, seed=seed, device=device)
+    config = ProtectConfig(
+        method=method,
+        epsilon=epsilon,
+        steps=steps,
+        labels=labels,
+        surrogate=surrogate,
+        resolution=resolution,
+        refit_every=refit_every,
+        clusters=clusters,
+        seed=seed,
+        device=device,
+    )
     if dry_run:
         _dry_run(src, dst, config)
         return
     total = config.steps if config.steps is not None else DEFAULT_STEPS[method]
-    with tqdm(total=total, desc=f"protect {method}", unit="pass", file=sys.stderr,
-              dynamic_ncols=True) as bar:
+    with tqdm(total=total, desc=f"protect {method}", unit="pass", file=sys.stderr, dynamic_ncols=True) as bar:
 
         def progress(info: dict) -> None:
             if bar.n >= bar.total:
@@ -83,8 +150,10 @@ def _summary(job) -> None:
     if rows:
         psnrs = [r["psnr"] for r in rows if r.get("psnr") is not None]
         mean_psnr = f"{sum(psnrs) / len(psnrs):.1f} dB" if psnrs else "n/a"
-        click.echo(f"protected {len(rows)} image(s) -> {job.dst}  (max change {max(r['linf'] for r in rows)}/255, "
-                   f"mean PSNR {mean_psnr})")
+        click.echo(
+            f"protected {len(rows)} image(s) -> {job.dst}  (max change {max(r['linf'] for r in rows)}/255, "
+            f"mean PSNR {mean_psnr})"
+        )
     for s in job.skipped:
         click.echo(f"skipped {s['source']}: {s['reason']}")
     click.echo(f"report: {job.report_dir / job.options.report_name}")
@@ -95,23 +164,37 @@ def _summary(job) -> None:
 def _dry_run(src: Path, dst: Path, config: ProtectConfig) -> None:
     if src.is_file():
         data = load_npz(src)
-        click.echo(f"would protect {len(data.x)} images {data.x.shape[1:]} from {src} -> {dst} "
-                   f"(method {config.method}, epsilon {config.eps_levels}/255)")
+        click.echo(
+            f"would protect {len(data.x)} images {data.x.shape[1:]} from {src} -> {dst} "
+            f"(method {config.method}, epsilon {config.eps_levels}/255)"
+        )
         return
     files = find_images(src)
     if not files:
         raise ConfigError(f"no images (jpg, png, webp, tif, bmp, heic) found in {src}")
     folders = sorted({f.relative_to(src).parts[0] for f in files if len(f.relative_to(src).parts) > 1})
-    click.echo(f"would protect {len(files)} file(s) from {src} -> {dst} (method {config.method}, "
-               f"epsilon {config.eps_levels}/255, class folders: {', '.join(folders) or 'none'})")
+    click.echo(
+        f"would protect {len(files)} file(s) from {src} -> {dst} (method {config.method}, "
+        f"epsilon {config.eps_levels}/255, class folders: {', '.join(folders) or 'none'})"
+    )
     for f in files:
         click.echo(f"  {f.relative_to(src)}")
 
 
-def _t2ue(src: Path, dst: Path, generator: Path | None, captions: Path | None, epsilon: float, seed: int,
-          device: str, options: WriteOptions) -> int:
+def _t2ue(
+    src: Path,
+    dst: Path,
+    generator: Path | None,
+    captions: Path | None,
+    epsilon: float,
+    seed: int,
+    device: str,
+    options: WriteOptions,
+) -> int:
     if generator is None or captions is None:
         raise ConfigError("--method t2ue needs --generator GEN_DIR and --captions CAPTIONS.csv")
     from unlearnable.t2ue import shortcut
 
-    return shortcut(src, dst, generator=generator, captions=captions, seed=seed, device=device, options=options)
+    return shortcut(
+        src, dst, generator=generator, captions=captions, seed=seed, device=device, options=options
+    )

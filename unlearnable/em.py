@@ -26,8 +26,16 @@ class EM(Perturber):
 
     name = "em"
 
-    def __init__(self, *, mode: str = "sample", inner_steps: int = 10, train_epochs: int = 1,
-                 warmup_epochs: int = 3, stop_acc: float = 0.99, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        mode: str = "sample",
+        inner_steps: int = 10,
+        train_epochs: int = 1,
+        warmup_epochs: int = 3,
+        stop_acc: float = 0.99,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if mode not in ("sample", "class"):
             raise ConfigError(f"EM mode must be 'sample' or 'class', got {mode!r}")
@@ -39,7 +47,9 @@ class EM(Perturber):
     def _loss(self, views: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         size = self.surrogate.input_size
         if views.shape[-1] != size:
-            views = F.interpolate(views, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            views = F.interpolate(
+                views, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+            )
         return F.cross_entropy(self.surrogate.logits(views), y)
 
     @torch.no_grad()
@@ -51,7 +61,9 @@ class EM(Perturber):
 
     def perturb(self, bank: PerturbationBank, y: torch.Tensor) -> list[dict[str, Any]]:
         if self.mode == "class" and len(bank.x) != 1:
-            raise ConfigError("class-wise EM needs images of one size; use sample-wise EM for mixed-size photos")
+            raise ConfigError(
+                "class-wise EM needs images of one size; use sample-wise EM for mixed-size photos"
+            )
         class_delta = torch.zeros((int(y.max()) + 1, *bank.x[0].shape[1:]), dtype=torch.int16)
         for t in range(self.steps):
             self.surrogate.net.requires_grad_(True)
@@ -76,8 +88,9 @@ class EM(Perturber):
         self.surrogate.net.requires_grad_(True)
         return self.history
 
-    def _class_step(self, bank: PerturbationBank, y: torch.Tensor, ids: torch.Tensor,
-                    class_delta: torch.Tensor) -> torch.Tensor:
+    def _class_step(
+        self, bank: PerturbationBank, y: torch.Tensor, ids: torch.Tensor, class_delta: torch.Tensor
+    ) -> torch.Tensor:
         """One signed descent step on the per-class perturbations (gradients summed over the class's members)."""
         leaf = class_delta.float().requires_grad_(True)
         x = bank.x[0][bank.where[ids, 1]]

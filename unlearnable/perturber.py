@@ -24,8 +24,16 @@ class Perturber(abc.ABC):
 
     name = "base"
 
-    def __init__(self, *, surrogate: Surrogate, steps: int = 20, step_levels: int = 1, batch_size: int = 512,
-                 seed: int = 0, callback: Callback | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        surrogate: Surrogate,
+        steps: int = 20,
+        step_levels: int = 1,
+        batch_size: int = 512,
+        seed: int = 0,
+        callback: Callback | None = None,
+    ) -> None:
         if steps < 0:
             raise ValueError(f"steps must be >= 0, got {steps}")
         if step_levels < 1:

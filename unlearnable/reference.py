@@ -14,8 +14,18 @@ import numpy as np
 import skimage.data
 from PIL import Image
 
-SCENES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
-          "grass", "gravel", "moon")
+SCENES = (
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
+    "grass",
+    "gravel",
+    "moon",
+)
 
 
 def reference_images(*, size: int, per_class: int = 24, seed: int = 0) -> tuple[list[np.ndarray], list[str]]:

@@ -43,7 +43,9 @@ def jpeg(x: np.ndarray, quality: int = 75) -> np.ndarray:
     out = np.empty_like(x)
     for i, img in enumerate(x):
         buf = io.BytesIO()
-        Image.fromarray(img.squeeze(-1) if img.shape[-1] == 1 else img).save(buf, format="JPEG", quality=quality)
+        Image.fromarray(img.squeeze(-1) if img.shape[-1] == 1 else img).save(
+            buf, format="JPEG", quality=quality
+        )
         dec = np.asarray(Image.open(buf))
         out[i] = dec[..., None] if dec.ndim == 2 else dec
     return out

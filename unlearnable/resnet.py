@@ -30,10 +30,18 @@ class BasicBlock(nn.Module):
 class ResNet(nn.Module):
     """CIFAR ResNet with `blocks` per stage; `features(x)` is the penultimate (pooled) layer."""
 
-    def __init__(self, *, blocks: tuple[int, ...] = (2, 2, 2, 2), width: int = 64, num_classes: int = 10,
-                 in_channels: int = 3) -> None:
+    def __init__(
+        self,
+        *,
+        blocks: tuple[int, ...] = (2, 2, 2, 2),
+        width: int = 64,
+        num_classes: int = 10,
+        in_channels: int = 3,
+    ) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+        )
         layers, cin = [], width
         for i, n in enumerate(blocks):
             cout = width * 2**i

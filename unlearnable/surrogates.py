@@ -40,8 +40,16 @@ class Surrogate:
             raise ValueError(f"surrogate {self.name} has no classifier head")
         return self.net(normalize(x))
 
-    def fit(self, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float = 0.05, batch_size: int = 128,
-            gen: torch.Generator | None = None) -> float:
+    def fit(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        epochs: int,
+        lr: float = 0.05,
+        batch_size: int = 128,
+        gen: torch.Generator | None = None,
+    ) -> float:
         """Train (warm-started) on the current data; returns the last epoch's training accuracy."""
         if not self.trainable:
             return float("nan")
@@ -68,17 +76,25 @@ class Surrogate:
         return acc
 
 
-def create_surrogate(spec: str, *, num_classes: int, device: torch.device, size: int = 32, width: int = 16) -> Surrogate:
+def create_surrogate(
+    spec: str, *, num_classes: int, device: torch.device, size: int = 32, width: int = 16
+) -> Surrogate:
     """Build a surrogate from `scratch`, `open_clip:MODEL:TAG` or `torchvision:resnet18`."""
     if spec == "scratch":
-        net = small_resnet(width=width, num_classes=num_classes).to(device, memory_format=torch.channels_last).eval()
+        net = (
+            small_resnet(width=width, num_classes=num_classes)
+            .to(device, memory_format=torch.channels_last)
+            .eval()
+        )
         return Surrogate("scratch", net, size, lambda x: net.features(normalize(x)), trainable=True)
     kind, _, rest = spec.partition(":")
     if kind == "open_clip":
         return _open_clip(rest, device)
     if kind == "torchvision":
         return _torchvision(rest, device)
-    raise UnknownNameError(f"unknown surrogate {spec!r}; use scratch, open_clip:MODEL:TAG or torchvision:resnet18")
+    raise UnknownNameError(
+        f"unknown surrogate {spec!r}; use scratch, open_clip:MODEL:TAG or torchvision:resnet18"
+    )
 
 
 def _open_clip(rest: str, device: torch.device) -> Surrogate:
@@ -86,19 +102,29 @@ def _open_clip(rest: str, device: torch.device) -> Surrogate:
 
     model_name, _, tag = rest.partition(":")
     if not model_name or not tag:
-        raise UnknownNameError(f"open_clip surrogate needs MODEL:TAG (e.g. open_clip:ViT-B-32:openai), got {rest!r}")
+        raise UnknownNameError(
+            f"open_clip surrogate needs MODEL:TAG (e.g. open_clip:ViT-B-32:openai), got {rest!r}"
+        )
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=tag, device=device)
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            model_name, pretrained=tag, device=device
+        )
     except RuntimeError as e:
         raise UnknownNameError(f"open_clip has no pretrained {model_name}:{tag} ({e})") from e
     except OSError as e:
-        raise OfflineError(f"cannot fetch open_clip weights {model_name}:{tag}: {e.__class__.__name__} "
-                           "(offline? fetch them once with network access)") from e
+        raise OfflineError(
+            f"cannot fetch open_clip weights {model_name}:{tag}: {e.__class__.__name__} "
+            "(offline? fetch them once with network access)"
+        ) from e
     model.eval().requires_grad_(False)
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else int(size)
-    mean = torch.tensor(model.visual.image_mean or (0.48145466, 0.4578275, 0.40821073), device=device).view(1, 3, 1, 1)
-    std = torch.tensor(model.visual.image_std or (0.26862954, 0.26130258, 0.27577711), device=device).view(1, 3, 1, 1)
+    mean = torch.tensor(model.visual.image_mean or (0.48145466, 0.4578275, 0.40821073), device=device).view(
+        1, 3, 1, 1
+    )
+    std = torch.tensor(model.visual.image_std or (0.26862954, 0.26130258, 0.27577711), device=device).view(
+        1, 3, 1, 1
+    )
     return Surrogate(f"open_clip:{rest}", model, size, lambda x: model.encode_image((x - mean) / std))
 
 
@@ -110,12 +136,12 @@ def _torchvision(rest: str, device: torch.device) -> Surrogate:
     try:
         net = torchvision.models.resnet18(weights=torchvision.models.ResNet18_Weights.DEFAULT)
     except (OSError, RuntimeError) as e:  # URLError is an OSError
-        raise OfflineError(f"cannot fetch torchvision resnet18 weights: {e.__class__.__name__} "
-                           "(offline? fetch them once with network access)") from e
+        raise OfflineError(
+            f"cannot fetch torchvision resnet18 weights: {e.__class__.__name__} "
+            "(offline? fetch them once with network access)"
+        ) from e
     net.fc = nn.Identity()
     net = net.to(device).eval().requires_grad_(False)
     mean = torch.tensor((0.485, 0.456, 0.406), device=device).view(1, 3, 1, 1)
     std = torch.tensor((0.229, 0.224, 0.225), device=device).view(1, 3, 1, 1)
     return Surrogate("torchvision:resnet18", net, 224, lambda x: net((x - mean) / std))
-
-

@@ -96,10 +96,17 @@ def train_victim(
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     num_classes = int(max(y_train.max(), y_test.max())) + 1
-    model = resnet18(width=recipe.width, num_classes=num_classes).to(device, memory_format=torch.channels_last)
+    model = resnet18(width=recipe.width, num_classes=num_classes).to(
+        device, memory_format=torch.channels_last
+    )
     xt, yt = to_tensor(x_train), torch.as_tensor(y_train, dtype=torch.long)
-    opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                          weight_decay=recipe.weight_decay, nesterov=False)
+    opt = torch.optim.SGD(
+        model.parameters(),
+        lr=recipe.lr,
+        momentum=recipe.momentum,
+        weight_decay=recipe.weight_decay,
+        nesterov=False,
+    )
     steps_per_epoch = (len(xt) + recipe.batch_size - 1) // recipe.batch_size
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=recipe.epochs * steps_per_epoch)
     for _ in range(recipe.epochs):
@@ -115,5 +122,6 @@ def train_victim(
             sched.step()
     test_acc = accuracy(model, to_tensor(x_test).to(device), torch.as_tensor(y_test).to(device))
     train_acc = accuracy(model, xt.to(device), yt.to(device))
-    return VictimResult(test_acc=test_acc, train_acc=train_acc, seconds=time.perf_counter() - start,
-                        recipe=asdict(recipe))
+    return VictimResult(
+        test_acc=test_acc, train_acc=train_acc, seconds=time.perf_counter() - start, recipe=asdict(recipe)
+    )
