@@ -14,6 +14,8 @@ Changed from invisible-watermark's `dwtDct` (which, despite the name, applies no
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pywt
 
@@ -21,7 +23,7 @@ from watermark.backends.base import check_fits
 
 _BLOCK = 8  # pixels per block side (4x4 LL coefficients)
 _CARRIERS = ((0, 1), (1, 0))
-_LUMA = np.array([0.299, 0.587, 0.114])
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 def _dct4() -> np.ndarray:
@@ -32,6 +34,7 @@ def _dct4() -> np.ndarray:
 
 
 _D = _dct4()
+_PATTERNS = np.stack([np.outer(_D[i], _D[j]) for i, j in _CARRIERS]).astype(np.float32)  # DCT basis images
 
 
 class DwtDctBackend:
@@ -46,6 +49,7 @@ class DwtDctBackend:
         return (height // _BLOCK) * (width // _BLOCK) * len(_CARRIERS)
 
     @staticmethod
+    @functools.lru_cache(maxsize=64)
     def _layout(n_carriers: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Which payload bit each carrier holds (interleaved cyclic tiling) and its dither, both fixed."""
         rng = np.random.default_rng(n_carriers)
@@ -55,40 +59,34 @@ class DwtDctBackend:
         return bit_of, rng.random(n_carriers)
 
     @staticmethod
-    def _coefficients(luma: np.ndarray) -> tuple[np.ndarray, tuple]:
-        ll, details = pywt.dwt2(luma, "haar")
-        h, w = ll.shape
-        blocks = ll.reshape(h // 4, 4, w // 4, 4).transpose(0, 2, 1, 3)
-        return np.einsum("ij,abjk,lk->abil", _D, blocks, _D), details
+    def _carriers(image: np.ndarray) -> tuple[np.ndarray, int, int]:
+        """Luminance -> Haar LL (PyWavelets) -> the carrier coefficients of every 4x4 DCT block, (blocks, 2)."""
+        h, w = (image.shape[0] // _BLOCK) * _BLOCK, (image.shape[1] // _BLOCK) * _BLOCK
+        pixels = image[:h, :w].astype(np.float32)
+        luma = pixels @ _LUMA if image.shape[2] == 3 else pixels[:, :, 0]
+        ll = pywt.dwt2(luma, "haar")[0]
+        blocks = ll.reshape(h // _BLOCK, 4, w // _BLOCK, 4)
+        return np.einsum("aibj,cij->abc", blocks, _PATTERNS).reshape(-1), h, w
 
     def embed(self, image: np.ndarray, bits: np.ndarray, strength: float) -> np.ndarray:
         bits = np.asarray(bits, dtype=np.int64)
         check_fits(self, image, len(bits))
-        h, w = (image.shape[0] // _BLOCK) * _BLOCK, (image.shape[1] // _BLOCK) * _BLOCK
-        pixels = image.astype(np.float64)
-        luma = pixels[:h, :w] @ _LUMA if image.shape[2] == 3 else pixels[:h, :w, 0]
-        coef, details = self._coefficients(luma)
-        values = np.stack([coef[:, :, i, j] for i, j in _CARRIERS], axis=-1).reshape(-1)
+        values, h, w = self._carriers(image)
         bit_of, dither = self._layout(values.size, len(bits))
         offset = (dither + bits[bit_of] / 2) * strength
-        marked = strength * np.round((values - offset) / strength) + offset
-        marked = marked.reshape(coef.shape[0], coef.shape[1], len(_CARRIERS))
-        for c, (i, j) in enumerate(_CARRIERS):
-            coef[:, :, i, j] = marked[:, :, c]
-        blocks = np.einsum("ji,abjk,kl->abil", _D, coef, _D)
-        ll = blocks.transpose(0, 2, 1, 3).reshape(h // 2, w // 2)
-        delta = pywt.idwt2((ll, details), "haar") - luma
-        out = pixels.copy()
+        change = strength * np.round((values - offset) / strength) + offset - values
+        # Only two DCT coefficients per block move, so the inverse DCT + inverse Haar of the change is closed
+        # form: each carrier's 4x4 basis pattern in LL, and each LL coefficient spreads as 1/2 over 2x2 pixels.
+        change = change.reshape(h // _BLOCK, w // _BLOCK, len(_CARRIERS)).astype(np.float32)
+        d_ll = np.einsum("abc,cij->aibj", change, _PATTERNS).reshape(h // 2, w // 2)
+        delta = np.round(np.repeat(np.repeat(d_ll / 2, 2, axis=0), 2, axis=1)).astype(np.int16)
+        out = image.astype(np.int16)
         out[:h, :w] += delta[:, :, None]
-        return np.clip(np.round(out), 0, 255).astype(np.uint8)
+        return np.clip(out, 0, 255).astype(np.uint8)
 
     def extract(self, image: np.ndarray, n: int, strength: float | None = None) -> np.ndarray:
         check_fits(self, image, n)
-        h, w = (image.shape[0] // _BLOCK) * _BLOCK, (image.shape[1] // _BLOCK) * _BLOCK
-        pixels = image[:h, :w].astype(np.float64)
-        luma = pixels @ _LUMA if image.shape[2] == 3 else pixels[:, :, 0]
-        coef, _ = self._coefficients(luma)
-        values = np.stack([coef[:, :, i, j] for i, j in _CARRIERS], axis=-1).reshape(-1)
+        values = self._carriers(image)[0].astype(np.float64)
         bit_of, dither = self._layout(values.size, n)
         step = strength or self.default_strength
         per_carrier = -np.cos(2 * np.pi * (values / step - dither))
