@@ -39,6 +39,12 @@ from bench.memory_poison_data import FACTS, HONEST, INJECTIONS  # noqa: E402
 from memory_store.erase import residue  # noqa: E402
 from memory_store.store import MemoryStore  # noqa: E402
 
+LABELS = {
+    "keyword": "bm25 alone (baseline)",
+    "semantic": "semantic alone",
+    "hybrid_rrf": "hybrid, RRF k=60",
+    "hybrid": "hybrid, min-max 0.7/0.3 (default)",
+}
 LOCOMO = ROOT.parent / "shared" / "data" / "locomo"
 RESULTS = ROOT / "bench" / "results"
 
@@ -92,7 +98,7 @@ def bench_locomo(workdir: Path, embedders: list[str], k: int = 5) -> dict[str, A
                 for t in turns:
                     ids[(conv, t["dia_id"])] = by_hash[content_hash(t["content"])]
             build_s = time.perf_counter() - t0
-            modes = ["keyword", "semantic", "hybrid"]
+            modes = ["keyword", "semantic", "hybrid_rrf", "hybrid"]
             scores = {m: {"recall": [], "ndcg": [], "hit": [], "by_cat": {}, "lat": []} for m in modes}
             n_items = 0
             for conv, _, qa in data:
@@ -104,13 +110,16 @@ def bench_locomo(workdir: Path, embedders: list[str], k: int = 5) -> dict[str, A
                         continue
                     n_items += 1
                     for mode in modes:
+                        store.fusion = "rrf" if mode == "hybrid_rrf" else "minmax"
                         t1 = time.perf_counter()
-                        got = [
-                            m.id
-                            for m in store.recall(
-                                item["question"], namespace=f"locomo-{conv}", limit=k, mode=mode, record=False
-                            )
-                        ]
+                        found = store.recall(
+                            item["question"],
+                            namespace=f"locomo-{conv}",
+                            limit=k,
+                            mode=mode.split("_")[0],
+                            record=False,
+                        )
+                        got = [m.id for m in found]
                         s = scores[mode]
                         s["lat"].append(time.perf_counter() - t1)
                         r = len(rel & set(got)) / len(rel)
@@ -400,11 +409,11 @@ def write_markdown(res: dict[str, Any], path: Path) -> None:
         for emb, r in lo.items():
             if not isinstance(r, dict):
                 continue
-            for mode in ("keyword", "semantic", "hybrid"):
+            for mode in ("keyword", "semantic", "hybrid_rrf", "hybrid"):
                 m = r[mode]
                 ok = "met" if m["recall@5"] >= 0.80 else "not met"
                 lines.append(
-                    f"| {emb} | {mode if mode != 'keyword' else 'bm25 (baseline)'} | {m['recall@5']} | "
+                    f"| {emb} | {LABELS[mode]} | {m['recall@5']} | "
                     f"{m['ndcg@5']} | {m['hit@5']} | {m['p50_ms']} | {ok if mode == 'hybrid' else ''} |"
                 )
         lines += [

@@ -80,7 +80,16 @@ def get(
 
 
 def trust_map(conn: sqlite3.Connection, agent_ids: set[str], now: float) -> dict[str, float]:
-    return {a: get(conn, a, now).trust for a in agent_ids}
+    """Current (decayed) trust of several agents in one query; unknown agents get the prior."""
+    ids = sorted(agent_ids)
+    out = {a: 1.0 if a == USER else PRIOR_ALPHA / (PRIOR_ALPHA + PRIOR_BETA) for a in ids}
+    if ids:
+        marks = ",".join("?" * len(ids))
+        sql = f"SELECT agent_id, alpha, beta, pinned, updated_at FROM agents WHERE agent_id IN ({marks})"
+        for agent, alpha, beta, pinned, updated in conn.execute(sql, ids):
+            a, b = _decayed(alpha, beta, now - updated, HALF_LIFE_S)
+            out[agent] = 1.0 if pinned else a / (a + b)
+    return out
 
 
 def record(

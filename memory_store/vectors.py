@@ -88,8 +88,29 @@ class TfidfEmbedder:
             token_pattern=r"(?u)\b\w+\b",
         )
 
+        self._analyzer = self._vec.build_analyzer()
+        self.n_features = n_features
+
     def encode(self, texts: list[str]) -> Any:
-        return self._vec.transform(texts).tocsr().astype(np.float32)
+        if len(texts) > 4:
+            return self._vec.transform(texts).tocsr().astype(np.float32)
+        # a query or a single write: the same hashing as HashingVectorizer, without its per-call overhead
+        import scipy.sparse as sp
+        from sklearn.utils import murmurhash3_32
+
+        rows, cols, vals = [], [], []
+        for r, doc in enumerate(texts):
+            counts: dict[int, float] = {}
+            for tok in self._analyzer(doc):
+                h = abs(murmurhash3_32(tok, seed=0)) % self.n_features
+                counts[h] = counts.get(h, 0.0) + 1.0
+            norm = float(np.sqrt(sum(v * v for v in counts.values()))) or 1.0
+            for c in sorted(counts):
+                rows.append(r)
+                cols.append(c)
+                vals.append(counts[c] / norm)
+        shape = (len(texts), self.n_features)
+        return sp.csr_matrix((np.array(vals, dtype=np.float32), (rows, cols)), shape=shape)
 
 
 def minilm_available() -> bool:
@@ -189,7 +210,11 @@ class VectorIndex:
             idf = np.log((1 + n) / (1 + self._df[cols])) + 1.0
             weights = q.data * idf
             weights /= np.linalg.norm(weights) or 1.0
-            scores = np.asarray(self._columns[:, cols] @ weights).reshape(-1)
+            ptr, rows_of, vals_of = self._columns.indptr, self._columns.indices, self._columns.data
+            spans = [(ptr[c], ptr[c + 1]) for c in cols]
+            hit_rows = np.concatenate([rows_of[a:b] for a, b in spans])
+            hit_vals = np.concatenate([vals_of[a:b] * w for (a, b), w in zip(spans, weights, strict=True)])
+            scores = np.bincount(hit_rows, weights=hit_vals, minlength=n)
         k = min(k, n)
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top])]

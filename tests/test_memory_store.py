@@ -208,3 +208,14 @@ def test_minilm_semantic_search_finds_paraphrases(tmp_path):
         assert s.stats()["embeddings"] == len(FACTS)
         receipt = s.forget(ids=[hits[0].id])
         assert receipt.counts["embeddings"] == 1 and receipt.residue_free
+
+
+@pytest.mark.parametrize("fusion", ["minmax", "rrf"])
+def test_fusion_modes(tmp_path, fusion):
+    with MemoryStore(tmp_path / "m.db", embedder="tfidf", fusion=fusion) as s:
+        for f in FACTS:
+            s.remember(f)
+        for mode in ("hybrid", "keyword", "semantic"):
+            assert s.recall("postgresql production database", mode=mode)[0].content == FACTS[3]
+    with pytest.raises(ConfigError):
+        MemoryStore(tmp_path / "x.db", embedder="tfidf", fusion="max")

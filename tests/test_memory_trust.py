@@ -119,3 +119,9 @@ def test_conflict_heuristic():
     assert T.conflicts("the service uses Postgres for storage", "the service uses MySQL for storage")
     assert not T.conflicts("the service uses Postgres for storage", "the service uses Postgres for storage")
     assert not T.conflicts("Caroline likes painting", "Melanie went hiking in the mountains with kids")
+
+
+def test_equally_trusted_new_agents_cannot_silence_each_other(store):
+    store.remember("agent-one says the HTTP transport works", agent="mcp:agent-one")
+    res = store.remember("agent-two says the HTTP transport works", agent="mcp:agent-two")
+    assert res.status == "active" and res.contradicts == []
