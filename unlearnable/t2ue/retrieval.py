@@ -1,0 +1,34 @@
+"""Zero-shot retrieval metrics for contrastive victims (the paper's Table 2: Hit@K = Recall@K and median rank).
+
+A query counts as answered at rank r when the r-th retrieved item has the query's `key` (e.g. the scene's attribute
+tuple or the class), so exact duplicates in the test set are not counted as misses.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+KS = (1, 5, 10)
+
+
+def _ranks(sim: torch.Tensor, q_keys: torch.Tensor, d_keys: torch.Tensor) -> np.ndarray:
+    """1-based rank of the first item with the query's key, for each query (row of `sim`)."""
+    order = sim.argsort(dim=1, descending=True)
+    hit = d_keys[order] == q_keys[:, None]
+    return (hit.float().argmax(dim=1) + 1).numpy()
+
+
+def retrieval_metrics(
+    image_emb: torch.Tensor, text_emb: torch.Tensor, keys: np.ndarray | torch.Tensor
+) -> dict[str, float]:
+    """I2T and T2I Recall@1/5/10 (percent) and median rank for aligned (image_i, text_i) pairs."""
+    keys = torch.as_tensor(np.asarray(keys))
+    sim = image_emb.float() @ text_emb.float().T
+    out: dict[str, float] = {}
+    for name, s in (("i2t", sim), ("t2i", sim.T)):
+        ranks = _ranks(s, keys, keys)
+        for k in KS:
+            out[f"{name}_r{k}"] = float(100.0 * np.mean(ranks <= k))
+        out[f"{name}_medr"] = float(np.median(ranks))
+    return out
