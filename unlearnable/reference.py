@@ -28,7 +28,7 @@ SCENES = (
 )
 
 
-def reference_images(*, size: int, per_class: int = 24, seed: int = 0) -> tuple[list[np.ndarray], list[str]]:
+def reference_images(*, size: int, per_class: int = 12, seed: int = 0) -> tuple[list[np.ndarray], list[str]]:
     """`per_class` random crops of each scene, as uint8 (size, size, 3) images, with their scene names as labels."""
     rng = np.random.default_rng(seed)
     images, labels = [], []
