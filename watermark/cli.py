@@ -32,7 +32,7 @@ def _layout_options(fn):
         "--strength",
         type=float,
         default=None,
-        help="Embedding strength (dwtdct: QIM step, default 40; hidden/rivagan: residual scale, 1).",
+        help="Embedding strength (dwtdct: QIM step, default 40; hidden: residual scale, default 0.6; rivagan: 1).",
     )(fn)
     fn = click.option(
         "--backend",
@@ -79,8 +79,10 @@ def embed(
     keep_exif: bool,
     resume: bool,
 ) -> None:
-    """Write watermarked copies of SRC into --out (originals untouched) and watermark-manifest.json
-    (settings, per-image PSNR/SSIM, how many leaked images recover the message; never the key).
+    """Write watermarked copies of SRC and a manifest.
+
+    Copies go to --out (originals untouched), with watermark-manifest.json: settings, per-image PSNR/SSIM and
+    how many leaked images recover the message (never the key).
 
     \b
     Example:
@@ -143,9 +145,10 @@ def verify(
     strength: float | None,
     as_json: bool,
 ) -> None:
-    """Decide whether SUSPECT (folder, image or .npz) carries your watermark: match, no-watermark or
-    inconclusive.
-    Exit status 0 for match, 1 otherwise, 2 for an error.
+    """Check whether SUSPECT carries your watermark.
+
+    SUSPECT is a folder, an image or an .npz. Prints match (with the message), no-watermark or inconclusive;
+    exit status 0 for match, 1 otherwise, 2 for an error.
 
     \b
     Example:

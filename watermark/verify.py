@@ -126,16 +126,23 @@ def _render(bits: np.ndarray) -> str:
 def _reason(
     verdict: str, missing: list[int], p: float, alpha: float, beyond_null: bool, valid: bool, claimed: bool
 ) -> str:
-    if missing:
-        return f"chunks {missing} are in none of the images read: more leaked images are needed" + (
-            "" if claimed else "; pass --message to test the covered bits"
-        )
+    gap = (
+        f"; chunks {missing} are in none of the images read (more leaked images are needed)"
+        if missing
+        else ""
+    )
     if verdict == "match":
-        return f"p = {p:.3g} <= {alpha:g}, beyond all wrong-key decodes" + ("" if claimed else ", CRC valid")
+        return (
+            f"p = {p:.3g} <= {alpha:g}, beyond all wrong-key decodes"
+            + ("" if claimed else ", CRC valid")
+            + gap
+        )
     if verdict == "no-watermark":
-        return f"no evidence of this key's watermark (p = {p:.3g})"
+        return f"no evidence of this key's watermark (p = {p:.3g})" + gap
+    if missing and not claimed:
+        return gap[2:] + "; pass --message to test the covered bits"
     if not beyond_null:
-        return f"p = {p:.3g} but a wrong key does as well: the images may carry another structure"
+        return f"p = {p:.3g} but a wrong key does as well: the images may carry another structure" + gap
     if not claimed and not valid:
         return "CRC fails: the message cannot be trusted"
-    return f"weak evidence (p = {p:.3g} > {alpha:g})"
+    return f"weak evidence (p = {p:.3g} > {alpha:g})" + gap

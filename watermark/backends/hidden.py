@@ -22,10 +22,11 @@ MIN_SIDE = 16
 
 
 class HiddenBackend:
-    """Embeds with the smallest shipped model whose payload fits; `strength` scales the learned residual."""
+    """Embeds with the smallest shipped model whose payload fits; `strength` scales the learned residual
+    (0.6, the default, gives about 38.5 dB PSNR; 1.0 about 34 dB)."""
 
     name = "hidden"
-    default_strength = 1.0
+    default_strength = 0.6
 
     def __init__(self, weights: str | Path | None = None) -> None:
         self.root = Path(weights) if weights else WEIGHTS_DIR
