@@ -535,28 +535,37 @@ def main() -> None:
         old = json.loads(args.out.read_text())
         res.update({k: v for k, v in old.items() if k not in res})
     work = Path(tempfile.mkdtemp(prefix="memory-bench-"))
+
+    def save() -> None:  # after every section, so a long run keeps what it measured
+        res["wall_s"] = round(time.time() - t0, 1)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(res, indent=2) + "\n")
+        write_markdown(res, args.out.with_suffix(".md"))
+
     try:
         if "locomo" in only:
             res["locomo"] = bench_locomo(work, embedders)
+            save()
         if "latency" in only:
             res["latency_tfidf"] = bench_latency(work, [int(s) for s in args.sizes.split(",")], "tfidf")
+            save()
             if "minilm" in embedders and args.minilm_sizes:
                 res["latency_minilm"] = bench_latency(
                     work, [int(s) for s in args.minilm_sizes.split(",")], "minilm"
                 )
+                save()
         if "concurrency" in only:
             res["concurrency"] = bench_concurrency(work, args.seconds)
+            save()
         if "poisoning" in only:
             for emb in embedders:
                 res[f"poisoning_{emb}"] = bench_poisoning(work, emb)
+            save()
         if "erasure" in only:
             res["erasure"] = bench_erasure(work)
+            save()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    res["wall_s"] = round(time.time() - t0, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=2) + "\n")
-    write_markdown(res, args.out.with_suffix(".md"))
     print(args.out.with_suffix(".md").read_text())
 
 

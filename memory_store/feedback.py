@@ -44,6 +44,7 @@ class FeedbackLog:
                 check_same_thread=False,
             )
             conn.execute("PRAGMA secure_delete = ON")
+            conn.execute("PRAGMA synchronous = NORMAL")  # with WAL: no fsync per recall, still consistent
             if self.path:
                 _retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone(), self.busy_timeout)
             for stmt in _SCHEMA:

@@ -137,6 +137,8 @@ class MemoryStore:
         recency_half_life_days: float = 30.0,
         max_content_chars: int = 16_000,
         contradiction_margin: float = 0.05,
+        common_term_df: float = 0.05,
+        prune_min_docs: int = 5000,
     ) -> None:
         self.path = default_path() if path is None else Path(path) if str(path) != ":memory:" else None
         self.busy_timeout = busy_timeout
@@ -154,6 +156,9 @@ class MemoryStore:
         self.recency_half_life_s = recency_half_life_days * 86400.0
         self.max_content_chars = max_content_chars
         self.contradiction_margin = contradiction_margin
+        self.common_term_df = common_term_df
+        self.prune_min_docs = prune_min_docs
+        self._df_cache: tuple[Any, int, dict[str, int]] = (None, 0, {})
         self.conn = db.connect(self.path or ":memory:", busy_timeout=busy_timeout)
         self.embedder = self._choose_embedder(embedder)
         self.near_duplicate, self.contradiction_similarity, self.edge_similarity = _THRESHOLDS[
@@ -163,6 +168,7 @@ class MemoryStore:
         self.feedback = FeedbackLog(feedback_path, busy_timeout=busy_timeout)
         self._indexes: dict[str | None, vectors.VectorIndex] = {}
         self._lock = threading.RLock()
+        self._community_cache: dict[str, tuple[Any, dict[int, int]]] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def _choose_embedder(self, requested: str) -> vectors.Embedder:
@@ -237,7 +243,14 @@ class MemoryStore:
     def _fts_scored(
         self, query: str, namespace: str | None, limit: int, *, mode: str = "any"
     ) -> list[tuple[int, float]]:
-        """FTS5 matches, best first, with their bm25 relevance (negated, so higher is better)."""
+        """FTS5 matches, best first, with their bm25 relevance (negated, so higher is better).
+
+        In stores of more than `prune_min_docs` memories, OR-queries leave out words found in more than
+        `common_term_df` of all memories (a stopword list learned from the data): FTS5's bm25 costs time per
+        matching row, and such words add little to the score.
+        """
+        if mode == "any":
+            query = " ".join(self._uncommon_terms(query))
         expr = T.fts_query(query, mode=mode)
         if expr is None:
             return []
@@ -251,6 +264,23 @@ class MemoryStore:
         sql += " ORDER BY bm25(memories_fts, 1.0, 0.5) LIMIT ?"
         args.append(limit)
         return [(r[0], r[1]) for r in self.conn.execute(sql, args)]
+
+    def _uncommon_terms(self, query: str) -> list[str]:
+        terms = list(dict.fromkeys(t for t in T.tokens(query) if t not in T.STOPWORDS))
+        gen = db.generation(self.conn)
+        if self._df_cache[0] != gen:
+            total = self.conn.execute("SELECT count(*) FROM memories").fetchone()[0]
+            self._df_cache = (gen, total, {})
+        _, total, df = self._df_cache
+        if total <= self.prune_min_docs or len(terms) < 2:
+            return terms
+        for t in terms:
+            if t not in df:
+                match = '"' + t.replace('"', '""') + '"'
+                sql = "SELECT count(*) FROM memories_fts WHERE memories_fts MATCH ?"
+                df[t] = self.conn.execute(sql, (match,)).fetchone()[0]
+        kept = [t for t in terms if df[t] <= self.common_term_df * total]
+        return kept or sorted(terms, key=lambda t: df[t])[:2]
 
     def _rows(self, ids: Iterable[int]) -> dict[int, Memory]:
         ids = list(ids)
@@ -527,7 +557,7 @@ class MemoryStore:
             base = self.get(memory_id)
             scores: dict[int, float] = dict(graph.neighbours(self.conn, memory_id))
             if len(scores) < limit:
-                comm = graph.communities(self.conn, base.namespace)
+                comm = self._communities(base.namespace)
                 same = [
                     m
                     for m, c in comm.items()
@@ -548,10 +578,17 @@ class MemoryStore:
             ]
             return out[:limit]
 
+    def _communities(self, namespace: str) -> dict[int, int]:
+        """Leiden partition of a namespace, recomputed only after the database changed."""
+        key = (namespace, db.generation(self.conn))
+        if self._community_cache.get(namespace, (None, None))[0] != key:
+            self._community_cache[namespace] = (key, graph.communities(self.conn, namespace))
+        return self._community_cache[namespace][1]
+
     def communities(self, namespace: str = DEFAULT_NAMESPACE) -> list[dict[str, Any]]:
         """Leiden communities of a namespace, largest first, each with its most frequent entities."""
         with self._lock:
-            comm = graph.communities(self.conn, namespace)
+            comm = self._communities(namespace)
             groups: dict[int, list[int]] = {}
             for m, c in comm.items():
                 groups.setdefault(c, []).append(m)
