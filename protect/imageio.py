@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
@@ -194,7 +195,7 @@ def load_npz(path: str | Path) -> ArrayDataset:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise ConfigError(f"cannot read {path} as .npz: {e}") from e
     if "x" not in arrays:
         raise ConfigError(f"{path} has no array named 'x' (found: {', '.join(arrays) or 'nothing'})")

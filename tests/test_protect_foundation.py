@@ -1,0 +1,77 @@
+"""Shared plumbing: atomic writes, destination checks, .npz validation, the CLI root."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from protect.cli import cli
+from protect.errors import ConfigError
+from protect.imageio import check_destination, load_npz
+from protect.paths import atomic_path, atomic_write_text
+
+
+def test_atomic_write_keeps_old_file_when_the_block_fails(tmp_path):
+    target = tmp_path / "report.json"
+    atomic_write_text(target, "old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temp file left behind
+
+
+def test_destination_rules(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    with pytest.raises(ConfigError, match="inside the source"):
+        check_destination(src, src)
+    with pytest.raises(ConfigError, match="inside the source"):
+        check_destination(src, src / "a" / "b")
+    with pytest.raises(ConfigError, match="does not exist"):
+        check_destination(tmp_path / "missing", tmp_path / "out")
+    check_destination(src, tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"y": np.zeros(3)}, "no array named 'x'"),
+        ({"x": np.zeros((3, 4, 4, 3), np.float32)}, "must be uint8"),
+        ({"x": np.zeros((3, 4, 4), np.uint8)}, "must be uint8"),
+        ({"x": np.zeros((3, 4, 4, 3), np.uint8), "y": np.zeros(2)}, "2 labels for 3 images"),
+    ],
+)
+def test_npz_validation_gives_one_clear_error(tmp_path, arrays, message):
+    path = tmp_path / "d.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(ConfigError, match=message):
+        load_npz(path)
+
+
+def test_truncated_npz_is_a_clear_error(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.zeros((3, 4, 4, 3), np.uint8))
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_npz(path)
+
+
+def test_root_help_lists_every_capability_without_importing_torch():
+    code = (
+        "import sys; from click.testing import CliRunner; from protect.cli import cli; "
+        "r = CliRunner().invoke(cli, ['--help']); print(r.output); print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    for name in ("images", "t2ue", "watermark", "model", "memory"):
+        assert f"  {name} " in out
+    assert out.strip().endswith("False")
+
+
+def test_every_subcommand_has_help():
+    for name in ("images", "t2ue", "watermark", "model", "memory"):
+        res = CliRunner().invoke(cli, [name, "--help"])
+        assert res.exit_code == 0, (name, res.output)
+        assert "Example" in res.output or "Commands" in res.output
