@@ -167,11 +167,25 @@ def _offline(spec: str, error: BaseException) -> OfflineError:
     return OfflineError(f"cannot fetch pretrained weights for {spec} (no network and not cached?): {error}")
 
 
+def _open_clip_config(name: str, tag: str) -> dict[str, Any]:
+    """open_clip's architecture config for `name`, after checking the model name and weight tag."""
+    import open_clip
+
+    cfg = open_clip.get_model_config(name)
+    if cfg is None:
+        raise UnknownNameError(f"unknown open_clip model {name!r}; see open_clip.list_models()")
+    tags = open_clip.list_pretrained_tags_by_model(name)
+    if tag and tag not in tags:
+        raise UnknownNameError(
+            f"unknown weights {tag!r} for open_clip {name}; known: {', '.join(tags) or 'none'}"
+        )
+    return dict(cfg)
+
+
 def _open_clip(name: str, tag: str, pretrained: bool) -> OpenCLIPVisual:
     import open_clip
 
-    if open_clip.get_model_config(name) is None:
-        raise UnknownNameError(f"unknown open_clip model {name!r}; see open_clip.list_models()")
+    cfg = _open_clip_config(name, tag)
     if pretrained and tag:
         cache = home() / "weights" / "open_clip"
         try:
@@ -181,10 +195,13 @@ def _open_clip(name: str, tag: str, pretrained: bool) -> OpenCLIPVisual:
         except (OSError, RuntimeError, ValueError) as e:
             raise _offline(f"open_clip:{name}:{tag}", e) from e
         return OpenCLIPVisual(model.visual)
-    cfg = open_clip.get_model_config(name)
+    # Rebuild the tower the tag would load (QuickGELU for OpenAI weights); weights come from the checkpoint.
+    quick = cfg.get("quick_gelu", False) or bool(
+        tag and open_clip.get_pretrained_cfg(name, tag).get("quick_gelu")
+    )
     from open_clip.model import _build_vision_tower
 
-    return OpenCLIPVisual(_build_vision_tower(cfg["embed_dim"], cfg["vision_cfg"]))
+    return OpenCLIPVisual(_build_vision_tower(cfg["embed_dim"], cfg["vision_cfg"], quick_gelu=quick))
 
 
 def _torchvision(name: str, pretrained: bool) -> TorchvisionViT:
@@ -223,12 +240,12 @@ def resolve_architecture(spec: str, *, image_size: int, channels: int) -> dict[s
         import open_clip
         from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
-        name = spec.split(":")[1]
-        cfg = open_clip.get_model_config(name)
-        if cfg is None:
-            raise UnknownNameError(f"unknown open_clip model {name!r}; see open_clip.list_models()")
+        name, _, tag = spec.split(":", 1)[1].partition(":")
+        cfg = _open_clip_config(name, tag)
         size, dim = cfg["vision_cfg"]["image_size"], cfg["vision_cfg"]["width"]
-        mean, std = list(OPENAI_DATASET_MEAN), list(OPENAI_DATASET_STD)
+        tag_cfg = open_clip.get_pretrained_cfg(name, tag) if tag else {}
+        mean = list(tag_cfg.get("mean", OPENAI_DATASET_MEAN))
+        std = list(tag_cfg.get("std", OPENAI_DATASET_STD))
     else:
         probe = create_backbone_from_spec(spec, arch={}, pretrained=False)
         size, dim, mean, std = probe.vit.image_size, probe.dim, IMAGENET_MEAN, IMAGENET_STD  # type: ignore

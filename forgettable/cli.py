@@ -236,12 +236,12 @@ def render_report(report) -> str:  # noqa: ANN001 - AuditReport, imported lazily
     m, o = report.model, report.oracle
     lines = [
         f"forgotten class: {report.forgotten}  (positive control: {report.control_class})",
-        f"{'':28}{'model':>10}{'oracle':>10}",
+        f"{'':32}{'model':>10}{'oracle':>10}",
     ]
 
     def row(name: str, a: float | None, b: float | None) -> None:
         fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-        lines.append(f"{name:28}{fmt(a):>10}{fmt(b):>10}")
+        lines.append(f"{name:32}{fmt(a):>10}{fmt(b):>10}")
 
     if report.before is not None:
         row("retain acc before forgetting", report.before["retain_acc"], None)
