@@ -54,7 +54,7 @@ class HiddenBackend:
 
     @staticmethod
     def _tensor(image: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
+        x = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)[None] / 255
         return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
     @torch.no_grad()
