@@ -511,11 +511,9 @@ def write_markdown(res: dict[str, Any], path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="locomo,latency,concurrency,poisoning,erasure")
+    ap.add_argument("--only", default="locomo,latency,latency_minilm,concurrency,poisoning,erasure")
     ap.add_argument("--sizes", default="1000,10000,100000")
-    ap.add_argument(
-        "--minilm-sizes", default="1000,10000", help="latency sizes also run with MiniLM ('' = none)"
-    )
+    ap.add_argument("--minilm-sizes", default="1000", help="latency sizes also run with MiniLM ('' = none)")
     ap.add_argument("--seconds", type=float, default=10.0, help="concurrency run length")
     ap.add_argument("--out", type=Path, default=RESULTS / "memory.json")
     args = ap.parse_args()
@@ -549,6 +547,7 @@ def main() -> None:
         if "latency" in only:
             res["latency_tfidf"] = bench_latency(work, [int(s) for s in args.sizes.split(",")], "tfidf")
             save()
+        if "latency_minilm" in only:
             if "minilm" in embedders and args.minilm_sizes:
                 res["latency_minilm"] = bench_latency(
                     work, [int(s) for s in args.minilm_sizes.split(",")], "minilm"

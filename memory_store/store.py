@@ -139,6 +139,7 @@ class MemoryStore:
         contradiction_margin: float = 0.05,
         common_term_df: float = 0.05,
         prune_min_docs: int = 5000,
+        max_term_docs: int = 2000,
     ) -> None:
         self.path = default_path() if path is None else Path(path) if str(path) != ":memory:" else None
         self.busy_timeout = busy_timeout
@@ -158,6 +159,7 @@ class MemoryStore:
         self.contradiction_margin = contradiction_margin
         self.common_term_df = common_term_df
         self.prune_min_docs = prune_min_docs
+        self.max_term_docs = max_term_docs
         self._df_cache: tuple[Any, int, dict[str, int]] = (None, 0, {})
         self.conn = db.connect(self.path or ":memory:", busy_timeout=busy_timeout)
         self.embedder = self._choose_embedder(embedder)
@@ -246,8 +248,9 @@ class MemoryStore:
         """FTS5 matches, best first, with their bm25 relevance (negated, so higher is better).
 
         In stores of more than `prune_min_docs` memories, OR-queries leave out words found in more than
-        `common_term_df` of all memories (a stopword list learned from the data): FTS5's bm25 costs time per
-        matching row, and such words add little to the score.
+        `common_term_df` of all memories or in more than `max_term_docs` (a stopword list learned from the
+        data): FTS5's bm25 costs time per matching row, and such words add little to the score. The semantic
+        half of a hybrid search still sees them.
         """
         if mode == "any":
             query = " ".join(self._uncommon_terms(query))
@@ -279,7 +282,8 @@ class MemoryStore:
                 match = '"' + t.replace('"', '""') + '"'
                 sql = "SELECT count(*) FROM memories_fts WHERE memories_fts MATCH ?"
                 df[t] = self.conn.execute(sql, (match,)).fetchone()[0]
-        kept = [t for t in terms if df[t] <= self.common_term_df * total]
+        cap = min(self.common_term_df * total, self.max_term_docs)
+        kept = [t for t in terms if df[t] <= cap]
         return kept or sorted(terms, key=lambda t: df[t])[:2]
 
     def _rows(self, ids: Iterable[int]) -> dict[int, Memory]:

@@ -92,7 +92,7 @@ class TfidfEmbedder:
         self.n_features = n_features
 
     def encode(self, texts: list[str]) -> Any:
-        if len(texts) > 4:
+        if len(texts) > 64:
             return self._vec.transform(texts).tocsr().astype(np.float32)
         # a query or a single write: the same hashing as HashingVectorizer, without its per-call overhead
         import scipy.sparse as sp
@@ -135,37 +135,74 @@ def similarity(embedder: Embedder, a: Any, b: Any) -> np.ndarray:
     """Cosine similarity of one vector `a` (1 x d) with each row of `b`."""
     if embedder.dense:
         return np.asarray(b @ np.asarray(a).reshape(-1), dtype=np.float32)
-    return np.asarray((b @ a.T).toarray()).reshape(-1).astype(np.float32)
+    q = a.tocsr()
+    return _sparse_dot(b, q.indices, q.data)[0].astype(np.float32)
+
+
+def _sparse_dot(rows: Any, cols: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows @ w, non-zeros per query column) for a CSR matrix and a sparse vector given by sorted `cols`.
+
+    Done by hand: scipy's column indexing and transposes allocate arrays as wide as the 2^20 hashed features.
+    """
+    idx = rows.indices
+    pos = np.minimum(np.searchsorted(cols, idx), len(cols) - 1)
+    hit = cols[pos] == idx
+    row_of = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))
+    scores = np.bincount(row_of[hit], weights=rows.data[hit] * weights[pos[hit]], minlength=rows.shape[0])
+    return scores, np.bincount(pos[hit], minlength=len(cols))
 
 
 @dataclass
 class VectorIndex:
-    """All vectors of one namespace (or of every namespace when `namespace` is None), kept in RAM."""
+    """All vectors of one namespace (or of every namespace when `namespace` is None), kept in RAM.
+
+    Appending must not copy the whole index on every write (10 processes write at once): dense rows go into
+    a buffer that doubles when full; sparse rows go into a small row-major "delta" that is merged into the
+    column-major base (fast per-term lookups) once it holds a tenth of the rows.
+    """
 
     embedder: Embedder
     namespace: str | None
     ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    matrix: Any = None
     _gen: tuple[int, int] = (-1, -1)
-    _columns: Any = None  # CSC copy of a sparse matrix: column slices for query terms
-    _df: np.ndarray | None = None
+    _buf: np.ndarray | None = None  # dense rows (capacity >= len(ids))
+    _base: Any = None  # sparse: CSC of the first rows
+    _base_df: np.ndarray | None = None
+    _delta: Any = None  # sparse: CSR of the rows after the base
 
     def refresh(self, conn: sqlite3.Connection) -> None:
         gen = generation(conn)
         if gen == self._gen:
             return
-        rebuild = gen[1] != self._gen[1] or self.matrix is None
+        rebuild = gen[1] != self._gen[1] or self._gen == (-1, -1)
         after = -1 if rebuild or len(self.ids) == 0 else int(self.ids[-1])
         new_ids, new_mat = self._load_rows(conn, after)
         if rebuild:
-            self.ids, self.matrix = new_ids, new_mat
-        elif len(new_ids):
-            self.ids = np.concatenate([self.ids, new_ids])
-            self.matrix = _stack(self.embedder, [self.matrix, new_mat])
-        if not self.embedder.dense and self.matrix is not None:
-            self._columns = self.matrix.tocsc()
-            self._df = np.diff(self._columns.indptr)
+            self.ids = np.zeros(0, dtype=np.int64)
+            self._buf = self._base = self._delta = None
+        if len(new_ids) or rebuild:
+            self._append(new_ids, new_mat)
         self._gen = gen
+
+    def _append(self, new_ids: np.ndarray, mat: Any) -> None:
+        n0, n1 = len(self.ids), len(self.ids) + len(new_ids)
+        self.ids = np.concatenate([self.ids, new_ids])
+        if self.embedder.dense:
+            if self._buf is None or self._buf.shape[0] < n1:
+                buf = np.zeros((max(2 * n1, 1024), mat.shape[1]), dtype=np.float32)
+                if self._buf is not None:
+                    buf[:n0] = self._buf[:n0]
+                self._buf = buf
+            self._buf[n0:n1] = mat
+            return
+        import scipy.sparse as sp
+
+        self._delta = mat if self._delta is None else sp.vstack([self._delta, mat], format="csr")
+        if self._base is None or self._delta.shape[0] > max(1000, n1 // 10):
+            parts = [self._delta] if self._base is None else [self._base.tocsr(), self._delta]
+            self._base = sp.vstack(parts, format="csr").tocsc()
+            self._base_df = np.diff(self._base.indptr)
+            self._delta = None
 
     def _load_rows(self, conn: sqlite3.Connection, after: int) -> tuple[np.ndarray, Any]:
         where, args = "m.id > ?", [after]
@@ -183,9 +220,8 @@ class VectorIndex:
                 vecs = self.embedder.encode([c for _, c in missing])
                 with transaction(conn):
                     insert_embeddings(conn, self.embedder, [i for i, _ in missing], vecs)
-                filled = dict(zip([i for i, _ in missing], vecs, strict=False))
-            dim = 384
-            mat = np.zeros((len(rows), dim), dtype=np.float32)
+                filled = dict(zip([i for i, _ in missing], vecs, strict=True))
+            mat = np.zeros((len(rows), 384), dtype=np.float32)
             for k, (i, v, _) in enumerate(rows):
                 mat[k] = np.frombuffer(v, dtype=np.float32) if v is not None else filled[i]
             return np.array([r[0] for r in rows], dtype=np.int64), mat
@@ -201,38 +237,47 @@ class VectorIndex:
         if n == 0 or k <= 0:
             return []
         if self.embedder.dense:
-            scores = self.matrix @ np.asarray(query_vec, dtype=np.float32).reshape(-1)
+            scores = self._buf[:n] @ np.asarray(query_vec, dtype=np.float32).reshape(-1)
         else:
-            q = query_vec.tocsr()
-            cols = q.indices
-            if len(cols) == 0:
+            scores = self._sparse_scores(query_vec.tocsr(), n)
+            if scores is None:
                 return []
-            idf = np.log((1 + n) / (1 + self._df[cols])) + 1.0
-            weights = q.data * idf
-            weights /= np.linalg.norm(weights) or 1.0
-            ptr, rows_of, vals_of = self._columns.indptr, self._columns.indices, self._columns.data
-            spans = [(ptr[c], ptr[c + 1]) for c in cols]
-            hit_rows = np.concatenate([rows_of[a:b] for a, b in spans])
-            hit_vals = np.concatenate([vals_of[a:b] * w for (a, b), w in zip(spans, weights, strict=True)])
-            scores = np.bincount(hit_rows, weights=hit_vals, minlength=n)
         k = min(k, n)
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top])]
         return [(int(self.ids[t]), float(scores[t])) for t in top if scores[t] > 0]
 
+    def _sparse_scores(self, q: Any, n: int) -> np.ndarray | None:
+        cols = q.indices
+        if len(cols) == 0:
+            return None
+        df = self._base_df[cols]
+        if self._delta is not None:
+            df = df + _sparse_dot(self._delta, cols, np.zeros(len(cols)))[1]
+        weights = q.data * (np.log((1 + n) / (1 + df)) + 1.0)
+        weights /= np.linalg.norm(weights) or 1.0
+        base = self._base
+        ptr, rows_of, vals_of = base.indptr, base.indices, base.data
+        spans = [(ptr[c], ptr[c + 1]) for c in cols]
+        hit_rows = np.concatenate([rows_of[a:b] for a, b in spans])
+        hit_vals = np.concatenate([vals_of[a:b] * w for (a, b), w in zip(spans, weights, strict=True)])
+        scores = np.bincount(hit_rows, weights=hit_vals, minlength=base.shape[0])
+        if self._delta is not None:
+            scores = np.concatenate([scores, _sparse_dot(self._delta, cols, weights)[0]])
+        return scores
+
     def vectors(self, ids: list[int]) -> Any:
-        """Stored vectors of `ids` (in that order), for write-time similarity checks."""
+        """Stored vectors of `ids` (in that order), for similarity checks and related-memory expansion."""
         pos = {int(i): k for k, i in enumerate(self.ids)}
         rows = [pos[i] for i in ids if i in pos]
-        return self.matrix[rows] if rows else None
+        if not rows:
+            return None
+        if self.embedder.dense:
+            return self._buf[rows]
+        import scipy.sparse as sp
 
-
-def _stack(embedder: Embedder, mats: list[Any]) -> Any:
-    if embedder.dense:
-        return np.vstack(mats)
-    import scipy.sparse as sp
-
-    return sp.vstack(mats, format="csr")
+        parts = [self._base.tocsr()] + ([self._delta] if self._delta is not None else [])
+        return sp.vstack(parts, format="csr")[rows]
 
 
 def insert_embeddings(conn: sqlite3.Connection, embedder: Embedder, ids: list[int], vecs: np.ndarray) -> None:
