@@ -191,13 +191,12 @@ def bench_latency(workdir: Path, sizes: list[int], embedder: str, n_queries: int
 
 
 # ------------------------------------------------------------------------------------------------ concurrency
-def _worker(path: str, worker: int, seconds: float, start_at: float, queue: Any) -> None:
+def _worker(path: str, worker: int, seconds: float, barrier: Any, queue: Any) -> None:
     writes = reads = errors = 0
     first_error = ""
     try:
         store = MemoryStore(path, embedder="tfidf", busy_timeout=30.0)
-        while time.time() < start_at:
-            time.sleep(0.001)
+        barrier.wait(timeout=600)  # every process has imported and opened the store: start together
         t0 = time.perf_counter()
         i = 0
         while time.perf_counter() - t0 < seconds:
@@ -236,8 +235,8 @@ def _worker(path: str, worker: int, seconds: float, start_at: float, queue: Any)
 def _run_processes(path: Path, n: int, seconds: float) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    start_at = time.time() + 8.0 + 0.8 * n  # all processes import and open first, then start together
-    procs = [ctx.Process(target=_worker, args=(str(path), w, seconds, start_at, queue)) for w in range(n)]
+    barrier = ctx.Barrier(n)
+    procs = [ctx.Process(target=_worker, args=(str(path), w, seconds, barrier, queue)) for w in range(n)]
     for p in procs:
         p.start()
     rows = [queue.get(timeout=seconds + 300) for _ in procs]
@@ -525,7 +524,7 @@ def main() -> None:
     res: dict[str, Any] = {
         "command": "python bench/memory_bench.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared), Python "
-        "{platform.python_version()}, "
+        f"{platform.python_version()}, "
         f"SQLite {sqlite3.sqlite_version}",
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
