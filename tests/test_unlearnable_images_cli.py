@@ -155,3 +155,18 @@ def test_dry_run_writes_nothing(photos, tmp_path):
     res = run([str(photos), "--out", str(tmp_path / "o"), "--dry-run"])
     assert res.exit_code == 0 and "would protect 10 file(s)" in res.output
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("torchvision:resnet18", "Error: cannot fetch torchvision resnet18 weights"),
+        ("open_clip:RN50:nonexistent", "Error: open_clip RN50 has no pretrained tag 'nonexistent'"),
+        ("bogus", "Error: unknown surrogate 'bogus'"),
+    ],
+)
+def test_surrogate_errors_are_one_line_when_offline(photos, tmp_path, monkeypatch, spec, message):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-cache"))  # nothing cached
+    res = CliRunner().invoke(cli, ["images", str(photos), "--out", str(tmp_path / "o"), "--surrogate", spec, *FAST])
+    assert res.exit_code in (1, 2)
+    assert res.output.strip().splitlines()[-1].startswith(message)

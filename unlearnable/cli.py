@@ -14,6 +14,7 @@ from protect.errors import ConfigError
 from protect.imageio import check_destination, find_images, load_npz
 from unlearnable.api import DEFAULT_STEPS, METHODS, ProtectConfig, protect_images
 from unlearnable.labels import LABEL_MODES
+from unlearnable.surrogates import check_surrogate
 
 
 @click.command(name="images")
@@ -127,6 +128,7 @@ def images(
         seed=seed,
         device=device,
     )
+    check_surrogate(surrogate)
     if dry_run:
         _dry_run(src, dst, config)
         return

@@ -97,24 +97,38 @@ def create_surrogate(
     )
 
 
+def check_surrogate(spec: str) -> None:
+    """Validate a surrogate name without building it or touching the network (so errors come before any work)."""
+    kind, _, rest = spec.partition(":")
+    if spec == "scratch" or (kind == "torchvision" and rest == "resnet18"):
+        return
+    if kind == "open_clip":
+        import open_clip
+
+        model_name, _, tag = rest.partition(":")
+        if model_name not in open_clip.list_models():
+            raise UnknownNameError(f"open_clip has no model {model_name!r} (see open_clip.list_models())")
+        tags = open_clip.list_pretrained_tags_by_model(model_name)
+        if tag not in tags:
+            raise UnknownNameError(
+                f"open_clip {model_name} has no pretrained tag {tag!r}; known: {', '.join(tags)}"
+            )
+        return
+    raise UnknownNameError(
+        f"unknown surrogate {spec!r}; use scratch, open_clip:MODEL:TAG or torchvision:resnet18"
+    )
+
+
 def _open_clip(rest: str, device: torch.device) -> Surrogate:
     import open_clip
 
+    check_surrogate(f"open_clip:{rest}")
     model_name, _, tag = rest.partition(":")
-    if not model_name or not tag:
-        raise UnknownNameError(
-            f"open_clip surrogate needs MODEL:TAG (e.g. open_clip:ViT-B-32:openai), got {rest!r}"
-        )
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            model_name, pretrained=tag, device=device
-        )
-    except RuntimeError as e:
-        raise UnknownNameError(f"open_clip has no pretrained {model_name}:{tag} ({e})") from e
-    except OSError as e:
+        model, _, _ = open_clip.create_model_and_transforms(model_name, pretrained=tag, device=device)
+    except (RuntimeError, OSError) as e:
         raise OfflineError(
-            f"cannot fetch open_clip weights {model_name}:{tag}: {e.__class__.__name__} "
-            "(offline? fetch them once with network access)"
+            f"cannot fetch open_clip weights {model_name}:{tag} (offline? fetch them once with network access)"
         ) from e
     model.eval().requires_grad_(False)
     size = model.visual.image_size
@@ -131,8 +145,7 @@ def _open_clip(rest: str, device: torch.device) -> Surrogate:
 def _torchvision(rest: str, device: torch.device) -> Surrogate:
     import torchvision
 
-    if rest != "resnet18":
-        raise UnknownNameError(f"unknown torchvision surrogate {rest!r}; only torchvision:resnet18")
+    check_surrogate(f"torchvision:{rest}")
     try:
         net = torchvision.models.resnet18(weights=torchvision.models.ResNet18_Weights.DEFAULT)
     except (OSError, RuntimeError) as e:  # URLError is an OSError
