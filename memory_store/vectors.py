@@ -98,19 +98,23 @@ class TfidfEmbedder:
         import scipy.sparse as sp
         from sklearn.utils import murmurhash3_32
 
-        rows, cols, vals = [], [], []
-        for r, doc in enumerate(texts):
+        indptr, cols, vals = [0], [], []
+        for doc in texts:
             counts: dict[int, float] = {}
             for tok in self._analyzer(doc):
                 h = abs(murmurhash3_32(tok, seed=0)) % self.n_features
                 counts[h] = counts.get(h, 0.0) + 1.0
             norm = float(np.sqrt(sum(v * v for v in counts.values()))) or 1.0
             for c in sorted(counts):
-                rows.append(r)
                 cols.append(c)
                 vals.append(counts[c] / norm)
-        shape = (len(texts), self.n_features)
-        return sp.csr_matrix((np.array(vals, dtype=np.float32), (rows, cols)), shape=shape)
+            indptr.append(len(cols))
+        arrays = (
+            np.array(vals, dtype=np.float32),
+            np.array(cols, dtype=np.int32),
+            np.array(indptr, dtype=np.int32),
+        )
+        return sp.csr_matrix(arrays, shape=(len(texts), self.n_features))
 
 
 def minilm_available() -> bool:

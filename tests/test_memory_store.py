@@ -227,3 +227,13 @@ def test_common_terms_are_pruned_in_large_stores(tmp_path):
         assert s._uncommon_terms("which project component is c12") == ["c12"]
         assert s.recall("which project component is c12", mode="keyword")[0].content.startswith("project note 12:")
         assert s._uncommon_terms("project note") == ["project", "note"]  # nothing rare: keep the two rarest
+
+
+def test_lean_tfidf_encoder_matches_hashing_vectorizer():
+    import numpy as np
+
+    from memory_store.vectors import TfidfEmbedder
+
+    enc = TfidfEmbedder()
+    texts = ["Caroline: I went to the LGBTQ support group!", "naïve café über 2023 x_y", "the the a", ""]
+    assert np.abs(enc._vec.transform(texts).toarray() - enc.encode(texts).toarray()).max() < 1e-6
