@@ -169,4 +169,5 @@ def test_surrogate_errors_are_one_line_when_offline(photos, tmp_path, monkeypatc
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-cache"))  # nothing cached
     res = CliRunner().invoke(cli, ["images", str(photos), "--out", str(tmp_path / "o"), "--surrogate", spec, *FAST])
     assert res.exit_code in (1, 2)
-    assert res.output.strip().splitlines()[-1].startswith(message)
+    errors = [line for line in res.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and errors[0].startswith(message)
