@@ -11,27 +11,9 @@ import torch
 from unlearnable.t2ue import generate_noise
 from unlearnable.t2ue.generator import GeneratorConfig, create_generator, load_generator, save_generator
 from unlearnable.t2ue.pipeline import NoiseGenPipeline, class_captions, parse_size
+from unlearnable.t2ue.surrogate import MICRO_CLIP as CLIP
 from unlearnable.t2ue.train import train_t2ue
 
-CLIP = {
-    "embed_dim": 32,
-    "vision_cfg": {
-        "image_size": 16,
-        "patch_size": 8,
-        "width": 32,
-        "layers": 1,
-        "head_width": 16,
-        "mlp_ratio": 2.0,
-    },
-    "text_cfg": {
-        "context_length": 16,
-        "vocab_size": 49408,
-        "width": 32,
-        "heads": 2,
-        "layers": 1,
-        "mlp_ratio": 2.0,
-    },
-}
 CAPTIONS = ["a red square", "a blue circle", "a green cross", "a red square", "a white triangle on black"]
 
 

@@ -9,28 +9,9 @@ from click.testing import CliRunner
 
 from protect.cli import cli
 from unlearnable.t2ue.generator import GeneratorConfig, create_generator
+from unlearnable.t2ue.surrogate import MICRO_CLIP as CLIP
 from unlearnable.t2ue.surrogate import create_clip
 from unlearnable.t2ue.train import surrogate_losses, train_generator
-
-CLIP = {
-    "embed_dim": 32,
-    "vision_cfg": {
-        "image_size": 16,
-        "patch_size": 8,
-        "width": 32,
-        "layers": 1,
-        "head_width": 16,
-        "mlp_ratio": 2.0,
-    },
-    "text_cfg": {
-        "context_length": 16,
-        "vocab_size": 49408,
-        "width": 32,
-        "heads": 2,
-        "layers": 1,
-        "mlp_ratio": 2.0,
-    },
-}
 
 
 def test_generator_training_lowers_surrogate_loss():

@@ -54,10 +54,17 @@ def t2ue() -> None:
     "--epsilon", type=Epsilon(), default="8/255", show_default=True, help="L-infinity bound per pixel."
 )
 @click.option(
-    "--size", type=click.IntRange(8), default=32, show_default=True, help="Generator resolution (square)."
+    "--size",
+    type=click.IntRange(8),
+    default=32,
+    show_default=True,
+    help="Training image resolution (square).",
 )
 @click.option(
-    "--lr", type=float, default=1e-3, show_default=True, help="Generator learning rate (AdamW, cosine)."
+    "--gen-size", type=click.IntRange(8), default=None, help="Generator resolution (default: half of --size)."
+)
+@click.option(
+    "--lr", type=float, default=3e-3, show_default=True, help="Generator learning rate (AdamW, cosine)."
 )
 @device_options
 def train(
@@ -70,6 +77,7 @@ def train(
     clip_epochs: int,
     epsilon: float,
     size: int,
+    gen_size: int | None,
     lr: float,
     device: str,
     seed: int,
@@ -96,6 +104,7 @@ def train(
         clip_epochs=clip_epochs,
         eps=epsilon,
         image_size=size,
+        gen_size=gen_size,
         lr=lr,
         seed=seed,
         device=device,

@@ -1,0 +1,253 @@
+"""Benchmark for `protect t2ue` (issue 3): T2UE vs clean vs random noise, contrastive and supervised victims.
+
+Protocol (all on CPU, data from bench/t2ue_data.py, documented in bench/T2UE_DATA.md):
+1. Public pairs (procedural scenes + the public half of the CIFAR-10 subset with varied templates) train the offline
+   tiny CLIP surrogate and the SSA-GAN generator through `train_t2ue`, the code path of `protect t2ue train`.
+2. Zero contact: private scene captions -> sample-wise noise; CIFAR class names -> class-wise noise
+   ("a photo of a {class}", fixed z per class). No private image reaches the generator.
+3. Contrastive victims: a fresh tiny CLIP trained from scratch on clean / T2UE / uniform-random (+-8/255) private
+   scenes, identical hyper-parameters for every arm, 3 seeds; I2T/T2I Recall@1/5/10 and median rank on clean test scenes.
+4. Supervised victims: the lead's harness (`unlearnable.victim.train_victim`, ResNet-18 at reduced width/epochs, the
+   recipe of bench/unlearnable_bench.py) on the private CIFAR half: clean, T2UE p=1, p=0.5 (with its clean-only
+   baseline), JPEG-75 of the protected set, and class-wise random noise (a fixed uniform pattern per class).
+5. Speed: noise generation from captions at 32x32 and 224x224 (2 torch threads) vs per-image error-minimising PGD
+   against the same surrogate (20 steps), which needs the images.
+
+    python bench/t2ue_bench.py            # what we ran (about 15-20 min on the shared 2-core machine)
+
+Writes bench/results/t2ue.json and bench/results/t2ue.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import Results
+from t2ue_data import cifar_captions, load_cifar, make_scenes
+
+from unlearnable.release import clean_only, jpeg, mix
+from unlearnable.t2ue import class_captions
+from unlearnable.t2ue.apply import add_noise
+from unlearnable.t2ue.pipeline import NoiseGenPipeline
+from unlearnable.t2ue.retrieval import retrieval_metrics
+from unlearnable.t2ue.surrogate import TINY_CLIP, clip_loss, create_clip, embed_pairs, to_tensor01, train_clip
+from unlearnable.t2ue.train import train_t2ue
+from unlearnable.victim import Recipe, train_victim
+
+EPS = 8 / 255
+
+
+def protect(x: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    return np.stack([add_noise(a, d, EPS) for a, d in zip(x, delta, strict=True)])
+
+
+def random_noise(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-EPS, EPS, shape).astype(np.float32)
+
+
+def victim_clip(x: np.ndarray, captions: list[str], test: tuple, seed: int, args) -> dict:
+    """One contrastive victim: fresh tiny CLIP, the same recipe for every arm; metrics on clean test pairs."""
+    model = create_clip(TINY_CLIP, seed=1000 + seed)
+    start = time.perf_counter()
+    losses = train_clip(model, x, captions, epochs=args.victim_epochs, seed=seed)
+    out = retrieval_metrics(*embed_pairs(model, test[0], test[1]), test[2])
+    return {**out, "final_train_loss": losses[-1], "seconds": round(time.perf_counter() - start, 1)}
+
+
+def pgd_em_seconds(pipe: NoiseGenPipeline, x: np.ndarray, captions: list[str], steps: int = 20) -> float:
+    """Baseline speed: per-image error-minimising PGD on the same surrogate (EM-style, needs the images)."""
+    s = pipe.surrogate
+    start = time.perf_counter()
+    with torch.no_grad():
+        emb = s.encode_text(s.tokenize(captions))
+    x01 = to_tensor01(x)
+    delta = torch.zeros_like(x01, requires_grad=True)
+    keys = torch.arange(len(captions))
+    for _ in range(steps):
+        loss = clip_loss(s.encode_image((x01 + delta).clamp(0, 1)), emb, s.logit_scale(), keys)
+        (grad,) = torch.autograd.grad(loss, delta)
+        with torch.no_grad():
+            delta -= (EPS / 10) * grad.sign()
+            delta.clamp_(-EPS, EPS)
+    return time.perf_counter() - start
+
+
+def mean_std(rows: list[dict], key: str) -> tuple[float, float]:
+    v = np.array([r[key] for r in rows], dtype=float)
+    return float(v.mean()), float(v.std())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scenes", type=int, default=3000, help="public and private scene pairs (each)")
+    ap.add_argument(
+        "--cifar-public", type=int, default=2000, help="public CIFAR pairs for surrogate + generator"
+    )
+    ap.add_argument("--clip-epochs", type=int, default=10)
+    ap.add_argument("--gen-epochs", type=int, default=10)
+    ap.add_argument("--victim-epochs", type=int, default=8)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--train-size", type=int, default=2000, help="private CIFAR images per supervised victim")
+    ap.add_argument("--width", type=int, default=16)
+    ap.add_argument("--epochs", type=int, default=15, help="supervised victim epochs")
+    ap.add_argument("--skip-supervised", action="store_true")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for training (speed runs use 2)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    res = Results("t2ue", vars(args))
+    t_all = time.perf_counter()
+
+    # 1. data: public pairs train surrogate + generator; private pairs are protected from their captions only
+    xs_pub, cs_pub, _ = make_scenes(args.scenes, seed=1)
+    xs_prv, cs_prv, _ = make_scenes(args.scenes, seed=2)
+    test = make_scenes(1000, seed=3)
+    xc, yc, classes = load_cifar("train")
+    pub = np.arange(len(xc)) % 2 == 0
+    xc_pub, yc_pub = xc[pub], yc[pub]
+    pick = np.concatenate([np.flatnonzero(yc_pub == c)[: args.cifar_public // 10] for c in range(10)])
+    xc_pub, yc_pub = xc_pub[pick], yc_pub[pick]
+    cc_pub = cifar_captions(yc_pub, classes, seed=4)
+    xc_prv, yc_prv = xc[~pub], yc[~pub]
+    per = args.train_size // 10
+    keep = np.concatenate([np.flatnonzero(yc_prv == c)[:per] for c in range(10)])
+    xc_prv, yc_prv = xc_prv[keep], yc_prv[keep]
+    xc_test, yc_test, _ = load_cifar("test")
+    test_keep = np.concatenate([np.flatnonzero(yc_test == c)[:100] for c in range(10)])
+    xc_test, yc_test = xc_test[test_keep], yc_test[test_keep]
+
+    # 2. train surrogate + generator through the CLI's code path
+    with tempfile.TemporaryDirectory() as tmp:
+        pairs = Path(tmp) / "public.npz"
+        np.savez(pairs, x=np.concatenate([xs_pub, xc_pub]), captions=np.array(cs_pub + cc_pub))
+        summary = train_t2ue(pairs, Path(tmp) / "gen", epochs=args.gen_epochs, clip_epochs=args.clip_epochs)
+        pipe = NoiseGenPipeline.from_pretrained(Path(tmp) / "gen")
+    surrogate_test = retrieval_metrics(*embed_pairs(pipe.surrogate, test[0], test[1]), test[2])
+    res.put("training", {k: v for k, v in summary.items()} | {"surrogate_test_retrieval": surrogate_test})
+
+    # 3. speed (2 threads, the whole machine): captions -> noise, vs image-dependent PGD on the same surrogate
+    torch.set_num_threads(2)
+    speed = {}
+    for size, n in (((32, 32), 2000), ((224, 224), 200)):
+        pipe(cs_prv[:64], size=size)  # warm-up
+        start = time.perf_counter()
+        pipe(cs_prv[:n], size=size, seed=1)
+        speed[f"t2ue_{size[0]}x{size[1]}_images_per_s"] = round(n / (time.perf_counter() - start), 1)
+    n_pgd = 256
+    speed["pgd_em20_32x32_images_per_s"] = round(
+        n_pgd / pgd_em_seconds(pipe, xs_prv[:n_pgd], cs_prv[:n_pgd]), 1
+    )
+    speed["ratio_t2ue_vs_pgd_32"] = round(
+        speed["t2ue_32x32_images_per_s"] / speed["pgd_em20_32x32_images_per_s"], 1
+    )
+    res.put("speed", speed)
+    torch.set_num_threads(args.threads)
+
+    # 4. contrastive victims on the private scenes
+    arms = {
+        "clean": xs_prv,
+        "t2ue": protect(xs_prv, pipe(cs_prv, seed=11)),
+        "random": protect(xs_prv, random_noise(xs_prv.shape, seed=12)),
+    }
+    for arm, x in arms.items():
+        rows = [victim_clip(x, cs_prv, test, seed, args) for seed in range(args.seeds)]
+        summary = {k: mean_std(rows, k) for k in rows[0] if k != "seconds"}
+        res.put(f"clip_{arm}", {"seeds": rows, "mean_std": summary})
+
+    # 5. supervised transfer: class-wise noise from class names only
+    if not args.skip_supervised:
+        names = [str(c) for c in classes]
+        cls_delta = pipe(class_captions(names), seed=21, z_mode="caption")
+        recipe = Recipe(width=args.width, epochs=args.epochs)
+        prot = protect(xc_prv, cls_delta[yc_prv])
+        rand = protect(xc_prv, random_noise((10, 32, 32, 3), seed=22)[yc_prv])
+        sup = {
+            "clean": (xc_prv, yc_prv),
+            "t2ue_p1.0": (prot, yc_prv),
+            "t2ue_p0.5": (mix(xc_prv, prot, 0.5, seed=0), yc_prv),
+            "clean_only_0.5": clean_only(xc_prv, yc_prv, 0.5, seed=0),
+            "t2ue_jpeg75": (jpeg(prot, 75), yc_prv),
+            "random_classwise": (rand, yc_prv),
+        }
+        for arm, (x, y) in sup.items():
+            r = train_victim(x, y, xc_test, yc_test, recipe=recipe, seed=0)
+            res.put(f"sup_{arm}", r.as_dict())
+    res.data["seconds_total"] = round(time.perf_counter() - t_all, 1)
+    write_table(res, args)
+
+
+def write_table(res: Results, args) -> None:
+    arms = res.data["arms"]
+    rows = []
+    for arm in ("clean", "t2ue", "random"):
+        m = arms[f"clip_{arm}"]["mean_std"]
+        rows.append(
+            [f"CLIP victim, {arm}"]
+            + [
+                f"{m[k][0]:.1f} ± {m[k][1]:.1f}"
+                for k in (
+                    "i2t_r1",
+                    "i2t_r5",
+                    "i2t_r10",
+                    "i2t_medr",
+                    "t2i_r1",
+                    "t2i_r5",
+                    "t2i_r10",
+                    "t2i_medr",
+                )
+            ]
+        )
+    header = [
+        "arm",
+        "I2T R@1",
+        "I2T R@5",
+        "I2T R@10",
+        "I2T MedR",
+        "T2I R@1",
+        "T2I R@5",
+        "T2I R@10",
+        "T2I MedR",
+    ]
+    sup = [
+        [arm[4:], f"{100 * v['test_acc']:.1f}", f"{100 * v['train_acc']:.1f}", f"{v['seconds']:.0f}"]
+        for arm, v in arms.items()
+        if arm.startswith("sup_")
+    ]
+    speed = arms["speed"]
+    t = arms["training"]
+    notes = (
+        f"Command: `python bench/t2ue_bench.py` (settings: {vars(args)}). Total {res.data.get('seconds_total')} s.\n\n"
+        f"Surrogate + generator training: {t['pairs']} public pairs, {t['seconds']} s; surrogate InfoNCE on the public "
+        f"pairs clean {t['final_clean_loss']:.3f} -> with T2UE noise {t['final_protected_loss']:.3f}.\n\n"
+        "Contrastive victims: mean ± std over seeds, retrieval on 1000 clean test scenes (hit = same attribute "
+        "tuple; chance R@10 about 2%)."
+    )
+    text = res.table(header, rows, "T2UE benchmark", notes)
+    sup_lines = [
+        "",
+        "## Supervised transfer (CIFAR-10 subset, class-wise T2UE, ResNet-18 victim)",
+        "",
+        f"Recipe: {Recipe(width=args.width, epochs=args.epochs)}; {args.train_size} private train images, "
+        "1000 clean test images.",
+        "",
+        "| arm | test acc % | train acc % | s |",
+        "|---|---|---|---|",
+    ]
+    sup_lines += ["| " + " | ".join(r) + " |" for r in sup]
+    speed_lines = [
+        "",
+        "## Noise generation speed (2 torch threads, shared machine)",
+        "",
+        "| what | value |",
+        "|---|---|",
+    ] + [f"| {k} | {v} |" for k, v in speed.items()]
+    res.path.with_suffix(".md").write_text(text + "\n".join(sup_lines + speed_lines) + "\n")
+    print(res.path.with_suffix(".md").read_text())
+
+
+if __name__ == "__main__":
+    main()
