@@ -3,7 +3,7 @@
 
 Example:
     from watermark.api import embed_folder, verify
-    embed_folder("photos", "release", message="AB", key=b"secret", tau=0.8)
+    embed_folder("photos", "release", message="AB", key=b"secret", tau=0.8).finish()  # writes the manifest
     print(verify("leaked", key=b"secret", message="AB").verdict)
 """
 
@@ -126,8 +126,8 @@ def embed_folder(
     strength: float | None = None,
     options: WriteOptions | None = None,
 ) -> CopyJob:
-    """Write watermarked copies of a folder or `.npz` and `watermark-manifest.json` (settings, quality; no
-    key)."""
+    """Write watermarked copies of a folder or `.npz`; the returned job's `finish()` writes
+    `watermark-manifest.json` (settings, coverage, per-image quality; never the key) and gives the exit status."""
     bits = message_to_bits(message)
     settings = WatermarkSettings(message_bits=len(bits), tau=tau, backend=backend, strength=strength)
     wm = create_backend(backend)
