@@ -29,8 +29,7 @@ def _sessions() -> tuple[Any, Any]:
         import onnxruntime
     except ImportError as e:
         raise MissingDependencyError(
-            "the rivagan backend needs invisible-watermark and onnxruntime: "
-            "pip install 'protect[rivagan]' onnxruntime"
+            "the rivagan backend needs invisible-watermark and onnxruntime: pip install 'protect[rivagan]'"
         ) from e
     root = Path(imwatermark.__file__).parent
     opts = onnxruntime.SessionOptions()
