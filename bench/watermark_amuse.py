@@ -393,6 +393,21 @@ def _db(v: dict) -> str:
     return "n/a" if d is None else (">= " if v["db_gain_is_lower_bound"] else "") + f"{d:+.2f}"
 
 
+def _table(title: str, header: list[str], body: list[list]) -> list[str]:
+    """A markdown section: title, header row, separator, one row per list of cells."""
+    lines = ["", f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
+
+
+def _word_cells(r: dict) -> list[str]:
+    cells = []
+    for a in ATTACKS:
+        s = r["attacks"][a]["subsets"]
+        m20 = f"{s['20']['word_acc']:.2f}" if "20" in s else "-"
+        cells.append(f"{m20} / {s['all']['word_acc']:.0f}")
+    return cells
+
+
 def markdown(res: dict) -> str:
     rows = res["rows"]
     lines = [
@@ -402,76 +417,102 @@ def markdown(res: dict) -> str:
         "(14 message + CRC-16); baseline = whole word in every image; AMUSE tau 0.6 -> 16-bit, tau 0.8 -> "
         f"9-bit sub-messages. Word accuracy = exact recovery of the 30-bit word from a random leaked subset "
         f"of m images ({DRAWS} draws; m = all is one decode per row).",
-        "",
     ]
-    lines += ["## Targets", "", "| target | result | met |", "|---|---|---|"]
-    lines += [f"| {t['target']} | {t['result']} | {t['met']} |" for t in res["targets"]]
-    lines += [
-        "",
-        "## AMUSE vs baseline (mean word accuracy over the attacks some scheme survives; JPEG-75 alone)",
-        "",
-        "| backend | set | m | attacks | scheme | max gain at equal PSNR (points) | at PSNR | PSNR at word acc 0.9 "
-        "(AMUSE / baseline) | dB gain at word acc 0.9 |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    lines += _table(
+        "Targets", ["target", "result", "met"], [[t["target"], t["result"], t["met"]] for t in res["targets"]]
+    )
+    body = []
     for c in res["comparisons"]:
-        views = [("mean", c["result"]["mean"]), ("jpeg75", c["result"]["per_attack"].get("jpeg75", {}))]
-        for view, schemes in views:
+        for view, schemes in (
+            ("mean", c["result"]["mean"]),
+            ("jpeg75", c["result"]["per_attack"].get("jpeg75", {})),
+        ):
             for scheme, v in schemes.items():
-                lines.append(
-                    f"| {c['backend']} | {c['set']} | {c['m']} | {view} | {scheme} | "
-                    f"{v['max_gain_points_at_equal_psnr']} | {v['at_psnr']} | {v['psnr_at_word_acc_0.9']} / "
-                    f"{v['baseline_psnr_at_word_acc_0.9']} | {_db(v)} |"
+                body.append(
+                    [
+                        c["backend"],
+                        c["set"],
+                        c["m"],
+                        view,
+                        scheme,
+                        v["max_gain_points_at_equal_psnr"],
+                        v["at_psnr"],
+                        f"{v['psnr_at_word_acc_0.9']} / {v['baseline_psnr_at_word_acc_0.9']}",
+                        _db(v),
+                    ]
                 )
-    lines += [
-        "",
-        "## Word accuracy per attack at each strength (m = 20 / m = all)",
-        "",
-        "| backend | set | scheme | strength | PSNR | SSIM | " + " | ".join(ATTACKS) + " |",
-        "|---|---|---|---|---|---|" + "---|" * len(ATTACKS),
-    ]
-    for r in rows:
-        cells = []
-        for a in ATTACKS:
-            s = r["attacks"][a]["subsets"]
-            cells.append(
-                f"{s['20']['word_acc']:.2f} / {s['all']['word_acc']:.0f}"
-                if "20" in s
-                else f"- / {s['all']['word_acc']:.0f}"
-            )
-        lines.append(
-            f"| {r['backend']} | {r['set']} | {r['scheme']} | {r['strength']:g} | {r['psnr']:.1f} | "
-            f"{r['ssim']:.3f} | " + " | ".join(cells) + " |"
-        )
-    lines += [
-        "",
-        "## Bit accuracy per image (payload bits, before voting)",
-        "",
-        "| backend | set | scheme | strength | " + " | ".join(ATTACKS) + " |",
-        "|---|---|---|---|" + "---|" * len(ATTACKS),
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['backend']} | {r['set']} | {r['scheme']} | {r['strength']:g} | "
-            + " | ".join(f"{r['attacks'][a]['per_image_bit_acc']:.3f}" for a in ATTACKS)
-            + " |"
-        )
-    lines += [
-        "",
-        "## Null: unmarked images and wrong keys (tau 0.8, suspect sets of 20 images)",
-        "",
-        "| backend | part | verdicts | match | no-watermark | P(p<=0.01) | P(p<=0.05) | P(p<=0.1) | "
-        "P(p<=0.5) | true key match rate |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for n in res["null"]:
-        for part in ("unmarked", "wrong_key"):
-            v = n[part]
-            lines.append(
-                f"| {n['backend']} | {part} | {v['verdicts']} | {v['match']} | {v['no_watermark']} | "
-                + " | ".join(f"{v['p_le'][a]:.3f}" for a in ("0.01", "0.05", "0.1", "0.5"))
-                + f" | {n['true_key_match_rate']:.2f} |"
-            )
+    lines += _table(
+        "AMUSE vs baseline (mean word accuracy over the attacks some scheme survives; JPEG-75 alone)",
+        [
+            "backend",
+            "set",
+            "m",
+            "attacks",
+            "scheme",
+            "max gain at equal PSNR (points)",
+            "at PSNR",
+            "PSNR at word acc 0.9 (AMUSE / baseline)",
+            "dB gain at word acc 0.9",
+        ],
+        body,
+    )
+    key = ["backend", "set", "scheme", "strength"]
+    lines += _table(
+        "Word accuracy per attack at each strength (m = 20 / m = all)",
+        key + ["PSNR", "SSIM", *ATTACKS],
+        [
+            [
+                r["backend"],
+                r["set"],
+                r["scheme"],
+                f"{r['strength']:g}",
+                f"{r['psnr']:.1f}",
+                f"{r['ssim']:.3f}",
+                *_word_cells(r),
+            ]
+            for r in rows
+        ],
+    )
+    lines += _table(
+        "Bit accuracy per image (payload bits, before voting)",
+        key + list(ATTACKS),
+        [
+            [
+                r["backend"],
+                r["set"],
+                r["scheme"],
+                f"{r['strength']:g}",
+                *(f"{r['attacks'][a]['per_image_bit_acc']:.3f}" for a in ATTACKS),
+            ]
+            for r in rows
+        ],
+    )
+    levels = ("0.01", "0.05", "0.1", "0.5")
+    lines += _table(
+        "Null: unmarked images and wrong keys (tau 0.8, suspect sets of 20 images)",
+        [
+            "backend",
+            "part",
+            "verdicts",
+            "match",
+            "no-watermark",
+            *(f"P(p<={a})" for a in levels),
+            "true key match rate",
+        ],
+        [
+            [
+                n["backend"],
+                part,
+                n[part]["verdicts"],
+                n[part]["match"],
+                n[part]["no_watermark"],
+                *(f"{n[part]['p_le'][a]:.3f}" for a in levels),
+                f"{n['true_key_match_rate']:.2f}",
+            ]
+            for n in res["null"]
+            for part in ("unmarked", "wrong_key")
+        ],
+    )
     lines += [
         "",
         "## Speed (256x256, one thread, same run)",
