@@ -497,7 +497,7 @@ class MemoryStore:
             semantic: list[tuple[int, float]] = []
             if query.strip() and mode != "keyword":
                 semantic = self._index(namespace).search(self._encode([query]), pool)
-            fused = self._fuse(keyword, semantic)
+            fused = self._fuse(keyword, semantic, pool)
             ids = list(fused)
             meta = []  # score on (id, agent, status, created_at); load full rows only for the winners
             for k in range(0, len(ids), 500):
@@ -522,13 +522,18 @@ class MemoryStore:
                 self.feedback.record(query, agent, [m.id for m in out])
             return out
 
-    def _fuse(self, keyword: list[tuple[int, float]], semantic: list[tuple[int, float]]) -> dict[int, float]:
+    def _fuse(
+        self, keyword: list[tuple[int, float]], semantic: list[tuple[int, float]], pool: int
+    ) -> dict[int, float]:
         """Reciprocal-rank fusion (k=`rrf_k`), or a convex mix of min-max normalised scores (`fusion="minmax"`)."""
         fused: dict[int, float] = {}
         for ranking, weight in ((keyword, self.keyword_weight), (semantic, 1.0 - self.keyword_weight)):
             if not ranking:
                 continue
-            hi, lo = ranking[0][1], min(s for _, s in ranking)
+            # the floor is the pool's last candidate; a short list (small store) is not evidence that its
+            # last entry is irrelevant, so there the floor is zero
+            hi = ranking[0][1]
+            lo = ranking[-1][1] if len(ranking) >= pool else min(0.0, ranking[-1][1])
             for rank, (mid, score) in enumerate(ranking):
                 if self.fusion == "rrf":
                     part = 1.0 / (self.rrf_k + rank + 1)

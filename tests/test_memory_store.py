@@ -237,3 +237,10 @@ def test_lean_tfidf_encoder_matches_hashing_vectorizer():
     enc = TfidfEmbedder()
     texts = ["Caroline: I went to the LGBTQ support group!", "naïve café über 2023 x_y", "the the a", ""]
     assert np.abs(enc._vec.transform(texts).toarray() - enc.encode(texts).toarray()).max() < 1e-6
+
+
+def test_minmax_fusion_keeps_the_last_of_a_short_list(store):
+    fused = store._fuse([(1, 2.0), (2, 1.0)], [(1, 0.9), (2, 0.5)], pool=50)
+    assert fused[1] > fused[2] > 0
+    full = store._fuse([(i, 50.0 - i) for i in range(50)], [], pool=50)
+    assert full[0] == pytest.approx(store.keyword_weight) and full[49] == 0.0
