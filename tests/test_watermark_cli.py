@@ -123,3 +123,17 @@ def test_images_too_small_for_the_payload_give_one_clear_line(tmp_path):
     ]
     r = _run("watermark", "embed", src, "--out", tmp_path / "o", "--message", "AB", "--key", "k")
     assert r.exit_code == 2 and "skipped 3" in r.output
+
+
+def test_resume_redoes_missing_files_with_the_same_combination(photos, tmp_path):
+    out = tmp_path / "release"
+    args = ("watermark", "embed", photos, "--out", out, "--message", "AB", "--key", "k", "--tau", "0.6")
+    assert _run(*args).exit_code == 0
+    victim = out / "im07.png"
+    before = victim.read_bytes()
+    victim.unlink()
+    r = _run(*args, "--resume")
+    assert r.exit_code == 0, r.output
+    assert victim.read_bytes() == before  # same image position -> same combination and pixels
+    manifest = json.loads((out / "watermark-manifest.json").read_text())
+    assert len(manifest["images"]) == 12
