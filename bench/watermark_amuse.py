@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from protect.metrics import psnr, ssim  # noqa: E402
 from watermark.api import WatermarkSettings, embed_arrays  # noqa: E402
 from watermark.backends import create_backend  # noqa: E402
-from watermark.codec import decode, make_word  # noqa: E402
+from watermark.codec import assign, decode, make_word, submessages  # noqa: E402
 from watermark.verify import verdict_from_scores  # noqa: E402
 
 log = logging.getLogger("bench.watermark")
@@ -206,8 +206,6 @@ def scores_bit_accuracy(
     scores: np.ndarray, settings: WatermarkSettings, key: bytes, word: np.ndarray
 ) -> float:
     """Per-image payload bit accuracy (each image against the sub-message it was given)."""
-    from watermark.codec import assign, submessages
-
     layout = settings.layout()
     subs = submessages(word, layout, key)[assign(len(scores), layout, key)]
     return float(((scores > 0) == subs.astype(bool)).mean())
