@@ -114,6 +114,8 @@ class MemoryStore:
         trust_weight: ranking score is multiplied by trust ** trust_weight (0 disables the weighting).
         contradiction_margin: a contradiction counts only against memories whose support exceeds the
             writer's trust by this much, so equally new agents cannot silence each other.
+        common_term_df, max_term_docs, prune_min_docs: above `prune_min_docs` memories, FTS5 queries skip
+            words in more than that share of memories or more than `max_term_docs` of them (speed).
 
     Example:
         >>> with MemoryStore(":memory:", embedder="tfidf") as store:
