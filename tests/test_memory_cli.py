@@ -56,3 +56,12 @@ def test_errors_are_one_line(tmp_path):
     )
     assert r.exit_code == 2 and r.output.startswith("Error: invalid namespace")
     assert run("forget", "--db", str(tmp_path / "m.db"), "--embedder", "tfidf").exit_code == 2
+
+
+def test_importing_the_cli_and_store_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, memory_store.cli, memory_store.store, memory_store.server; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
