@@ -226,7 +226,7 @@ def main() -> None:
         "--tied-datasets", default="digits", help="Datasets that also run the prompt-tied head."
     )
     parser.add_argument("--digits-epochs", type=int, default=25)
-    parser.add_argument("--cifar-epochs", type=int, default=8)
+    parser.add_argument("--cifar-epochs", type=int, default=12)
     parser.add_argument("--dim", type=int, default=48, help="Tiny-ViT width (CPU budget).")
     parser.add_argument("--depth", type=int, default=3, help="Tiny-ViT depth (CPU budget).")
     parser.add_argument("--cifar-per-class", type=int, default=300)

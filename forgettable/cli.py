@@ -305,6 +305,6 @@ def info(model_dir: str, as_json: bool) -> None:
     click.echo(f"classes forgotten: {', '.join(summary['classes_forgotten']) or 'none'}")
     for entry in summary["forgetting_log"]:
         click.echo(
-            f"  {entry['at']}  forgot {entry['class']}: deleted {', '.join(entry['deleted'])}; "
-            f"kept {entry['kept']}"
+            f"  {entry['at']}  forgot {entry['class']}: deleted {', '.join(entry['deleted'])} "
+            f"and {entry.get('also_deleted', 'no other tensors')}; kept {entry['kept']}"
         )
