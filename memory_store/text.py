@@ -90,7 +90,10 @@ def entities(text: str, *, limit: int = 20) -> list[str]:
     """Capitalised phrases, identifiers with digits and dotted/underscored names: the graph's entity nodes."""
     found: list[str] = []
     for m in _ENTITY.finditer(text):
-        e = m.group(0).strip().lower()
+        words = m.group(0).strip().lower().split()
+        while words and words[0] in STOPWORDS:  # "The API" -> "api"
+            words.pop(0)
+        e = " ".join(words)
         if len(e) > 2 and e not in STOPWORDS and e not in found:
             found.append(e)
         if len(found) >= limit:
