@@ -8,10 +8,11 @@ import numpy as np
 from click.testing import CliRunner
 
 from protect.cli import cli
+from unlearnable.t2ue import generate_noise
 from unlearnable.t2ue.generator import GeneratorConfig, create_generator
 from unlearnable.t2ue.surrogate import MICRO_CLIP as CLIP
 from unlearnable.t2ue.surrogate import create_clip
-from unlearnable.t2ue.train import surrogate_losses, train_generator
+from unlearnable.t2ue.train import surrogate_losses, train_generator, train_t2ue
 
 
 def test_generator_training_lowers_surrogate_loss():
@@ -118,3 +119,25 @@ def test_cli_train_noise_apply(tmp_path):
         ],
     )
     assert out.exit_code == 2 and "either CAPTIONS.csv or --classes" in out.output
+
+
+def test_unet_ablation_trains_and_generates(tmp_path):
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+    np.savez(tmp_path / "pairs.npz", x=x, captions=np.array([f"scene number {i}" for i in range(8)]))
+    summary = train_t2ue(
+        tmp_path / "pairs.npz",
+        tmp_path / "gen",
+        arch="unet",
+        epochs=1,
+        clip_epochs=1,
+        image_size=16,
+        batch_size=8,
+        clip_config=CLIP,
+        generator_options={"unet_channels": [16, 16]},
+    )
+    assert summary["pairs"] == 8 and len(summary["generator_loss_history"]) == 1
+    delta = generate_noise(
+        ["scene number 1", "a new caption"], generator=tmp_path / "gen", size=(16, 16), seed=0
+    )
+    assert delta.shape == (2, 16, 16, 3) and 0 < np.abs(delta).max() <= 8 / 255 + 1e-7
