@@ -8,10 +8,14 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from protect.cli_options import device_options
+
+if TYPE_CHECKING:
+    from forgettable.audit import AuditReport
 
 
 @click.group()
@@ -117,6 +121,8 @@ def forget(model_dir: str, classes: str, out: str | None) -> None:
     from forgettable.forget import forget_checkpoint
 
     names = [c.strip() for c in classes.split(",") if c.strip()]
+    if not names:
+        raise click.UsageError("--classes needs at least one class name")
     result = forget_checkpoint(model_dir, names, out=out)
     if result.forgotten:
         click.echo(
@@ -231,7 +237,7 @@ def audit(
     click.echo(render_report(report))
 
 
-def render_report(report) -> str:  # noqa: ANN001 - AuditReport, imported lazily
+def render_report(report: AuditReport) -> str:
     """A short human-readable summary of an `AuditReport`."""
     m, o = report.model, report.oracle
     lines = [

@@ -7,6 +7,7 @@ CIFAR-10 subset uses `classes`); without names, classes are called "0", "1", ...
 from __future__ import annotations
 
 import hashlib
+import logging
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ from PIL import Image
 
 from protect.errors import ConfigError
 from protect.imageio import find_images, load_image, load_npz
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -66,7 +69,14 @@ def load_labeled(path: str | Path, *, image_size: int | None = None) -> LabeledI
         return LabeledImages(data.x, y, labels)
     if not path.is_dir():
         raise ConfigError(f"{path} is neither an .npz nor a folder of class sub-folders")
-    files = [f for f in find_images(path) if f.parent != path]
+    found = find_images(path)
+    files = [f for f in found if f.parent != path]
+    if len(files) < len(found):
+        log.warning(
+            "ignoring %d image(s) directly in %s: only class sub-folders are read",
+            len(found) - len(files),
+            path,
+        )
     labels = sorted({f.relative_to(path).parts[0] for f in files})
     if len(labels) < 2:
         raise ConfigError(f"{path} needs one sub-folder per class (at least 2) holding images")
