@@ -5,7 +5,7 @@ leaves the old checkpoint or the new one, never a mix (the one window, between t
 folder under a `.NAME.old-*` name, which `read_checkpoint` points to). config.json records the SHA-256 of both
 tensor files, so a corrupted or truncated file is one clear `IntegrityError`, not a silently wrong model.
 Tensors are safetensors, never pickles; the optimiser's Adam moments are stored by parameter name
-(`prompts.3.exp_avg`), so forgetting a class can delete exactly its moments.
+(`prompts.3.exp_avg`), so a forgetting log can name exactly what was deleted.
 """
 
 from __future__ import annotations

@@ -112,7 +112,7 @@ def train(
     "--out", type=click.Path(), default=None, help="Write a new folder instead of updating MODEL_DIR."
 )
 def forget(model_dir: str, classes: str, out: str | None) -> None:
-    """Forget classes by deleting their prompt tokens (and optimiser moments) from the checkpoint, atomically.
+    """Forget classes by deleting their prompt tokens (and the optimiser state) from the checkpoint, atomically.
 
     \b
     Example:

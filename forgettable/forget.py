@@ -1,4 +1,4 @@
-"""Forgetting a class is a deletion: load the checkpoint, drop the prompt and its optimiser moments, swap the
+"""Forgetting a class is a deletion: load the checkpoint, drop the prompt and the optimiser state, swap the
 folder in atomically, log what went and when. No data, no gradient step (arXiv 2509.15230, made physical).
 """
 

@@ -8,7 +8,7 @@ output the uniform distribution when it is absent, so deleting P[c] forgets c wi
 Faithful: prompts without positional embedding, LoRA r=4 on attention q/v (or full fine-tuning), a shared
 linear head producing all C logits, nothing masked. Changed: prompts sit right after CLS and we read index 0
 (the released code read a prompt's output until 2025-12-17); the final LayerNorm is applied (the code skips
-it); forgetting physically deletes the prompt and its optimiser moments (the code only drops it at inference);
+it); forgetting physically deletes the prompt and the optimiser state (the code only drops it at inference);
 an optional `prompt_tied` head makes the class's head row a function of its prompt, so it is deleted too.
 """
 
