@@ -399,10 +399,14 @@ def write_markdown(res: dict[str, Any], path: Path) -> None:
     lines = [
         "# Memory store benchmarks (issue 6)",
         "",
-        f"Command: `{res['command']}`  ",
-        f"Machine: {res['machine']}; {res['when']}; wall time {res['wall_s']} s.",
+        f"Machine: {res['machine']}. Runs (later runs replace the sections they name):",
         "",
     ]
+    for run in res.get("runs", []):
+        lines.append(
+            f"- `OMP_NUM_THREADS=1 {run['command']}` ({run['when']}, {run['wall_s']} s): {run['sections']}"
+        )
+    lines.append("")
     if "locomo" in res:
         lo = res["locomo"]
         lines += [
@@ -540,8 +544,16 @@ def main() -> None:
         res.update({k: v for k, v in old.items() if k not in res})
     work = Path(tempfile.mkdtemp(prefix="memory-bench-"))
 
+    command = res.pop("command")
+    runs = [r for r in res.get("runs", []) if r["command"] != command] + [
+        {"command": command, "when": res.pop("when"), "sections": args.only, "wall_s": 0.0}
+    ]
+    res["runs"] = runs
+    for stale in ("command", "when", "wall_s"):
+        res.pop(stale, None)
+
     def save() -> None:  # after every section, so a long run keeps what it measured
-        res["wall_s"] = round(time.time() - t0, 1)
+        runs[-1]["wall_s"] = round(time.time() - t0, 1)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(res, indent=2) + "\n")
         write_markdown(res, args.out.with_suffix(".md"))

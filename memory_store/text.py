@@ -32,7 +32,8 @@ _INSTRUCTION = re.compile(
     r"ignore (?:all |any |the )?(?:previous|prior|above|earlier)|disregard (?:all|any|the|previous|prior)"
     r"|(?:new|updated|override) (?:system )?instructions|system prompt|you are now|from now on,? "
     r"(?:you|always|never)"
-    r"|do not (?:tell|inform|mention|alert|notify) the user|without (?:telling|asking) the user"
+    r"|(?:do not|don't|should not|shouldn't|never|must not) (?:tell|inform|mention|alert|notify|warn) the user"
+    r"|without (?:telling|asking) the user"
     r"|(?:curl|wget)\s+\S+[^\n|]*\|\s*(?:ba|z)?sh|exfiltrat|send (?:the |all |any )?(?:secrets?|credentials?|"
     r"keys?|tokens?|passwords?|env|environment)|(?:assistant|agent|ai|llm)s? (?:must|should) "
     r"(?:always|never)",
