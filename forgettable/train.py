@@ -84,6 +84,10 @@ def train_model(
 
     `data.class_names` must equal the model's class names (ids are labels).
     """
+    if list(data.class_names) != list(model.config.class_names):
+        raise ConfigError(
+            f"data classes {data.class_names} differ from the model's {model.config.class_names}"
+        )
     dev = resolve_device(device)
     model.to(dev).train()
     gen = seeded_generator(recipe.seed)
@@ -112,7 +116,7 @@ def train_model(
             optimizer.step()
             total += float(loss.detach()) * len(idx)
         if not math.isfinite(total):
-            raise FloatingPointError(f"training diverged at epoch {epoch + 1} (lower the learning rate)")
+            raise ConfigError(f"training diverged at epoch {epoch + 1}; lower the learning rate (--lr)")
         log.info("epoch %d/%d loss %.4f", epoch + 1, recipe.epochs, total / len(data))
         if on_epoch is not None:
             on_epoch(epoch + 1, total / len(data))
