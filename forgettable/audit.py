@@ -51,11 +51,12 @@ class MIAResult:
 
 @dataclass
 class RelearnPoint:
-    """Accuracy after a re-attached prompt was optimised on `n` samples per class."""
+    """Mean accuracy over draws after a re-attached prompt was optimised on `n` samples per class."""
 
     n: int
     forget_acc: float
     retain_acc: float
+    forget_acc_draws: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -210,40 +211,50 @@ def relearn(
     ns: tuple[int, ...] = RELEARN_NS,
     steps: int = 100,
     lr: float = 0.05,
+    draws: int = 3,
     seed: int = 0,
 ) -> list[RelearnPoint]:
     """Re-attach attack: a fresh prompt for `target` (and a head row where the model has none; an existing
-    shared-head row is reused and tuned) optimised with Adam on n samples of every class; the rest frozen."""
+    shared-head row is reused and tuned) optimised with Adam on n samples of every class; the rest frozen.
+    Averaged over `draws` independent draws of the samples and of the prompt's initialisation."""
+    retained = _subset(test, [name for name in test.class_names if name != target])
     points = []
     for n in ns:
-        torch.manual_seed(seed)
-        m = copy.deepcopy(model)
-        m.requires_grad_(False)
-        c = m.attach_prompt_(target)
-        params: list[torch.Tensor] = [m.prompts[str(c)]]
-        if m.config.head == "shared":
-            mask = torch.zeros_like(m.head.weight[:, :1])
-            mask[c] = 1
-            m.head.weight.requires_grad_(True)
-            m.head.bias.requires_grad_(True)
-            m.head.weight.register_hook(lambda g, mask=mask: g * mask)
-            m.head.bias.register_hook(lambda g, mask=mask: g * mask[:, 0])
-            params += [m.head.weight, m.head.bias]
-        shots = _few_shot(attack, n, seed)
-        x = m.preprocess(shots.x)
-        y = torch.as_tensor(_ids(m, shots), device=m.device)
-        opt = torch.optim.Adam(params, lr=lr)
-        m.eval()  # no dropout; only the attacker's tensors move
-        for _ in range(steps):
-            loss = F.cross_entropy(m(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        retained = [name for name in test.class_names if name != target]
-        points.append(
-            RelearnPoint(n, accuracy(m, test.of_class(target)), accuracy(m, _subset(test, retained)))
-        )
+        forget, retain = [], []
+        for draw in range(draws):
+            m = _reattach(model, _few_shot(attack, n, seed + 1000 * draw), target, steps, lr, seed + draw)
+            forget.append(accuracy(m, test.of_class(target)))
+            retain.append(accuracy(m, retained))
+        points.append(RelearnPoint(n, float(np.mean(forget)), float(np.mean(retain)), forget))
     return points
+
+
+def _reattach(
+    model: PreForgettableModel, shots: LabeledImages, target: str, steps: int, lr: float, seed: int
+) -> PreForgettableModel:
+    torch.manual_seed(seed)
+    m = copy.deepcopy(model)
+    m.requires_grad_(False)
+    c = m.attach_prompt_(target)
+    params: list[torch.Tensor] = [m.prompts[str(c)]]
+    if m.config.head == "shared":
+        mask = torch.zeros_like(m.head.weight[:, :1])
+        mask[c] = 1
+        m.head.weight.requires_grad_(True)
+        m.head.bias.requires_grad_(True)
+        m.head.weight.register_hook(lambda g: g * mask)
+        m.head.bias.register_hook(lambda g: g * mask[:, 0])
+        params += [m.head.weight, m.head.bias]
+    x = m.preprocess(shots.x)
+    y = torch.as_tensor(_ids(m, shots), device=m.device)
+    opt = torch.optim.Adam(params, lr=lr)
+    m.eval()  # no dropout; only the attacker's tensors move
+    for _ in range(steps):
+        loss = F.cross_entropy(m(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return m
 
 
 def _subset(data: LabeledImages, names: list[str]) -> LabeledImages:
