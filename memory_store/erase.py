@@ -95,19 +95,10 @@ def select_ids(
 
 
 def forget(
-    store: MemoryStore,
-    *,
-    ids: Any = None,
-    query: str | None = None,
-    tag: str | None = None,
-    agent: str | None = None,
-    namespace: str | None = None,
-    requester: str = trust.USER,
-    owner: str | None = None,
-    dry_run: bool = False,
+    store: MemoryStore, chosen: list[int], *, requester: str = trust.USER, dry_run: bool = False
 ) -> ForgetReceipt:
+    """Erase the memories `chosen` (from `select_ids`) and every trace of them; see the module docstring."""
     conn = store.conn
-    chosen = select_ids(store, ids=ids, query=query, tag=tag, agent=agent, namespace=namespace, owner=owner)
     rows = store._rows(chosen)
     receipt = ForgetReceipt(
         ids=chosen,

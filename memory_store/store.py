@@ -650,21 +650,17 @@ class MemoryStore:
         owner: str | None = None,
         dry_run: bool = False,
     ) -> Any:
-        """Erase memories and every trace of them; returns a `ForgetReceipt` (see `memory_store.erase`)."""
-        from memory_store.erase import forget
+        """Erase memories and every trace of them; returns a `ForgetReceipt` (see `memory_store.erase`).
+
+        Selectors combine with AND; `owner` restricts erasure to one agent's memories (the MCP policy).
+        """
+        from memory_store import erase
 
         with self._lock:
-            return forget(
-                self,
-                ids=ids,
-                query=query,
-                tag=tag,
-                agent=agent,
-                namespace=namespace,
-                requester=requester,
-                owner=owner,
-                dry_run=dry_run,
+            chosen = erase.select_ids(
+                self, ids=ids, query=query, tag=tag, agent=agent, namespace=namespace, owner=owner
             )
+            return erase.forget(self, chosen, requester=requester, dry_run=dry_run)
 
     # ------------------------------------------------------------------ export / import
     def export_jsonl(self, dest: str | Path, *, namespace: str | None = None) -> int:

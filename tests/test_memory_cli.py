@@ -62,6 +62,8 @@ def test_importing_the_cli_and_store_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, memory_store.cli, memory_store.store, memory_store.server; print('torch' in sys.modules)"
+    code = (
+        "import sys, memory_store.cli, memory_store.store, memory_store.server; print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

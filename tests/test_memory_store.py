@@ -225,7 +225,9 @@ def test_common_terms_are_pruned_in_large_stores(tmp_path):
     with MemoryStore(tmp_path / "m.db", embedder="tfidf", prune_min_docs=10) as s:
         s.import_records([f"project note {i}: component c{i} is owned by team t{i % 7}" for i in range(40)])
         assert s._uncommon_terms("which project component is c12") == ["c12"]
-        assert s.recall("which project component is c12", mode="keyword")[0].content.startswith("project note 12:")
+        assert s.recall("which project component is c12", mode="keyword")[0].content.startswith(
+            "project note 12:"
+        )
         assert s._uncommon_terms("project note") == ["project", "note"]  # nothing rare: keep the two rarest
 
 
