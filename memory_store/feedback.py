@@ -33,6 +33,8 @@ class FeedbackLog:
         self.path = path
         self.busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
+        self._pending: list[tuple[object, ...]] = []
+        self._salt: str | None = None
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -59,22 +61,26 @@ class FeedbackLog:
         return self._conn
 
     def record(self, query: str, agent_id: str, memory_ids: list[int]) -> None:
+        """Log one recall. Rows are buffered and written 64 at a time (one commit instead of one per search);
+        every read, `forget`, `wipe` and `close` flushes first, so nothing erased can be written back later."""
         if not memory_ids:
             return
-        (salt,) = self.conn.execute("SELECT value FROM meta WHERE key='salt'").fetchone()
-        qh = hashlib.sha256((salt + T.normalize(query).lower()).encode()).hexdigest()[:32]
+        if self._salt is None:
+            (self._salt,) = self.conn.execute("SELECT value FROM meta WHERE key='salt'").fetchone()
+        qh = hashlib.sha256((self._salt + T.normalize(query).lower()).encode()).hexdigest()[:32]
         now = time.time()
-        rows = [(m, qh, agent_id, r, now) for r, m in enumerate(memory_ids, 1)]
-        _retry(
-            lambda: self.conn.executemany(
-                "INSERT INTO recalls (memory_id, query_hash, agent_id, rank, created_at) VALUES (?, ?, ?, "
-                "?, ?)",
-                rows,
-            ),
-            self.busy_timeout,
-        )
+        self._pending += [(m, qh, agent_id, r, now) for r, m in enumerate(memory_ids, 1)]
+        if len(self._pending) >= 64:
+            self.flush()
+
+    def flush(self) -> None:
+        rows, self._pending = self._pending, []
+        if rows:
+            sql = "INSERT INTO recalls (memory_id, query_hash, agent_id, rank, created_at) VALUES (?, ?, ?, ?, ?)"
+            _retry(lambda: self.conn.executemany(sql, rows), self.busy_timeout)
 
     def served(self, memory_ids: list[int] | None = None) -> int:
+        self.flush()
         if memory_ids is None:
             return int(self.conn.execute("SELECT count(*) FROM recalls").fetchone()[0])
         marks = ",".join("?" * len(memory_ids))
@@ -86,6 +92,7 @@ class FeedbackLog:
 
     def forget(self, memory_ids: list[int]) -> int:
         """Delete the feedback rows of erased memories; returns how many."""
+        self.flush()
         removed = 0
         for k in range(0, len(memory_ids), 500):
             chunk = memory_ids[k : k + 500]
@@ -112,6 +119,8 @@ class FeedbackLog:
         return n
 
     def close(self) -> None:
+        self.flush()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        self._salt = None
