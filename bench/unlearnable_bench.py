@@ -2,8 +2,8 @@
 
 Every arm trains the same victim recipe (ResNet-18, SGD, cosine, crop+flip) and reports clean-test accuracy.
 Mixed arms (protected copies replace clean ones at fraction p) are always shown beside the clean-only (1 - p) baseline.
-Also: JPEG-75 and greyscale of the released images, generation speed (images/s), one 12-megapixel photo, and the
-surrogate refit interval K.
+Also: JPEG-75 and greyscale of the released images, generation speed (images/s) and one 12-megapixel photo
+(the surrogate refit interval K is measured by `unlearnable_refit.py`).
 
     python bench/unlearnable_bench.py                      # the full settings (hours on a 2-core CPU)
     python bench/unlearnable_bench.py --train-size 2000 --test-size 1000 --width 16 --epochs 15   # what we ran
@@ -25,15 +25,10 @@ from unlearnable.release import clean_only, grayscale, jpeg, mix
 from unlearnable.victim import Recipe, train_victim
 
 
-def generate(method: str, x: np.ndarray, y: np.ndarray, args, **overrides) -> tuple[np.ndarray, dict]:
-    cfg = ProtectConfig(
-        method=method,
-        steps=overrides.pop("steps", None),
-        device="cpu",
-        seed=args.seed,
-        refit_every=overrides.pop("refit_every", args.refit_every),
-        **overrides,
-    )
+def generate(
+    method: str, x: np.ndarray, y: np.ndarray, args, *, steps: int, refit_every: int = 1
+) -> tuple[np.ndarray, dict]:
+    cfg = ProtectConfig(method=method, steps=steps, device="cpu", seed=args.seed, refit_every=refit_every)
     start = time.perf_counter()
     out, info = protect_arrays(list(x), list(y), config=cfg)
     secs = time.perf_counter() - start
@@ -79,7 +74,7 @@ def main() -> None:
     ap.add_argument("--ps", default="0.2,0.5,0.8,1.0")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
-    ap.add_argument("--skip", default="", help="comma-separated parts to skip: em,photo,refit,squeeze")
+    ap.add_argument("--skip", default="", help="comma-separated parts to skip: em,photo,squeeze")
     ap.add_argument("--resume", action="store_true", help="keep arms already in the results file")
     args = ap.parse_args()
     if args.threads:
@@ -113,7 +108,7 @@ def main() -> None:
         if cache.exists() and res.has(f"generate:{method}"):
             return np.load(cache)
         steps = args.beo_steps if method == "beo" else args.em_steps
-        prot, info = generate(method, x, y, args, steps=steps)
+        prot, info = generate(method, x, y, args, steps=steps, refit_every=args.refit_every)
         np.save(cache, prot)
         res.put(f"generate:{method}", info)
         print(method, info, flush=True)
@@ -136,10 +131,6 @@ def main() -> None:
         victim("em:p=0.5", mix(x, em, 0.5, seed=args.seed), y)
         if "squeeze" not in skip:
             victim("em:p=1.0+jpeg75", jpeg(em, 75), y)
-    if "refit" not in skip and not res.has("refit:K=5"):
-        prot, info = generate("beo", x, y, args, steps=args.beo_steps, refit_every=5)
-        r = train_victim(prot, y, xt, yt, recipe=recipe, seed=args.seed)
-        res.put("refit:K=5", info | {"test_acc": round(r.test_acc, 4)})
     if "photo" not in skip and not res.has("photo:12MP"):
         res.put("photo:12MP", photo_12mp(args))
     write_table(res, ps)
@@ -171,7 +162,7 @@ def write_table(res: Results, ps: list[float]) -> None:
         "recipe); BEO / EM = protected copies replace a fraction p of the clean ones.\n"
         f"Generation: BEO {gen['beo'].get('images_per_s')} img/s ({gen['beo'].get('seconds')} s), "
         f"EM {gen['em'].get('images_per_s')} img/s ({gen['em'].get('seconds')} s). "
-        f"12-MP photo: {arms.get('photo:12MP')}. Refit every 5 passes: {arms.get('refit:K=5')}."
+        f"12-MP photo: {arms.get('photo:12MP')}."
     )
     print(
         res.table(
