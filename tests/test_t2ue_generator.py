@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import shutil
 
 import numpy as np
 import pytest
@@ -87,8 +88,6 @@ def test_noise_does_not_depend_on_batching(gen_dir):
 def test_checkpoint_round_trip_identical_noise(gen_dir, tmp_path):
     g = load_generator(gen_dir)
     save_generator(g, tmp_path / "copy", extra={"surrogate": {"source": "local"}})
-    import shutil
-
     shutil.copytree(gen_dir / "surrogate", tmp_path / "copy" / "surrogate")
     a = generate_noise(CAPTIONS, generator=gen_dir, size=(16, 16), seed=7)
     b = generate_noise(CAPTIONS, generator=tmp_path / "copy", size=(16, 16), seed=7)

@@ -24,6 +24,7 @@ __all__ = [
     "add_noise",
     "apply_noise",
     "class_captions",
+    "classwise_noise",
     "generate_noise",
     "noise_from_captions_file",
     "read_captions",

@@ -7,7 +7,8 @@ gated by a predicted spatial mask), then LeakyReLU -> Conv -> tanh. The output i
 for any weights. It is trained without a discriminator. `UNetGenerator` is an ablation built on diffusers'
 `UNet2DConditionModel` (cross-attention on the CLIP token states, one forward pass from a z map; no diffusion).
 
-Sizes are CPU-scaled: `ngf=16`, blocks up to `image_size` (32 -> 4 blocks) instead of the co-author's ngf=64 at 256 px.
+Sizes are CPU-scaled: `ngf=16` and blocks up to `image_size` (16 px -> 3 blocks for 32 px images, upsampled by the
+pipeline) instead of the co-author's ngf=64 and 7 blocks up to 256 px.
 """
 
 from __future__ import annotations
