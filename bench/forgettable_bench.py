@@ -175,7 +175,7 @@ def markdown(rows: list[dict], command: str, seconds: float) -> str:
         f"Command: `{command}` ({seconds / 60:.1f} min wall time on the shared 2-core CPU). Class 3 forgotten "
         "(digit 3 / CIFAR cat) out of classes 0-4; PF = pre-forgettable model after deleting the prompt; "
         "oracle = same recipe, class never seen. Accuracies in %, on held-out data; forget accuracy unmasked "
-        "(chance = 20%).",
+        "(chance = 20%); re-learning: forget accuracy after the attack, mean of 3 draws.",
         "",
         "| dataset | regime | head | retain before | retain after (oracle) | forget acc PF (oracle) "
         "| MIA AUC conf PF | oracle CI | MIA loss PF | control loss AUC | probe AUC PF (oracle [CI]) "
