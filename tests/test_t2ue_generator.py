@@ -99,3 +99,30 @@ def test_class_prompts_and_sizes():
     assert parse_size("224x160") == (224, 160)
     with pytest.raises(ValueError, match="HxW"):
         parse_size("big")
+
+
+def test_protect_images_t2ue_shortcut(gen_dir, tmp_path):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from protect.cli import cli
+
+    src = tmp_path / "photos"
+    src.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(src / f"{i}.png")
+    (tmp_path / "captions.csv").write_text(
+        "file,caption\n0.png,a red square\n1.png,a blue circle\n2.png,a dog\n"
+    )
+    res = CliRunner().invoke(
+        cli,
+        ["images", str(src), "--out", str(tmp_path / "out"), "--method", "t2ue", "--generator", str(gen_dir),
+         "--captions", str(tmp_path / "captions.csv")],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "protected 3 image(s)" in res.output
+    for i in range(3):
+        before = np.asarray(Image.open(src / f"{i}.png"), dtype=int)
+        after = np.asarray(Image.open(tmp_path / "out" / f"{i}.png"), dtype=int)
+        assert 0 < np.abs(after - before).max() <= 8

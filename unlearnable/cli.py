@@ -34,7 +34,7 @@ from unlearnable.surrogates import check_surrogate
     help="beo: Bayes-error optimisation; em / em-class: error-minimising noise; t2ue: noise from captions.",
 )
 @click.option(
-    "--epsilon", type=Epsilon(), default="8/255", show_default=True, help="L-infinity bound per pixel."
+    "--epsilon", type=Epsilon(), default="8/255", show_default=True, help="L-infinity bound per pixel (t2ue: set when training the generator)."
 )
 @click.option(
     "--labels",
@@ -114,7 +114,9 @@ def images(
     check_destination(src, dst)
     options = WriteOptions(fmt=fmt, quality=quality, keep_exif=keep_exif, resume=resume)
     if method == "t2ue":
-        status = _t2ue(src, dst, generator, captions, epsilon, seed, device, options)
+        job = _t2ue(src, dst, generator, captions, seed, device, options)
+        status = job.finish()
+        _summary(job)
         raise SystemExit(status)
     config = ProtectConfig(
         method=method,
@@ -188,11 +190,10 @@ def _t2ue(
     dst: Path,
     generator: Path | None,
     captions: Path | None,
-    epsilon: float,
     seed: int,
     device: str,
     options: WriteOptions,
-) -> int:
+):
     if generator is None or captions is None:
         raise ConfigError("--method t2ue needs --generator GEN_DIR and --captions CAPTIONS.csv")
     from unlearnable.t2ue import shortcut

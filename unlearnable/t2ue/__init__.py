@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from protect.batch import WriteOptions
-from unlearnable.t2ue.apply import NoiseSet, add_noise, apply_noise
+from protect.batch import CopyJob, WriteOptions
+from unlearnable.t2ue.apply import NoiseSet, add_noise, apply_noise, write_protected
 from unlearnable.t2ue.data import CaptionTable, read_captions
 from unlearnable.t2ue.pipeline import NoiseGenPipeline, class_captions, generate_noise, parse_size
 
@@ -82,11 +82,11 @@ def shortcut(
     seed: int = 0,
     device: str = "cpu",
     options: WriteOptions | None = None,
-) -> int:
+) -> CopyJob:
     """`protect images SRC --method t2ue`: noise from the captions CSV (never the images), then the local apply step.
 
     Folder sources are matched by the CSV's `file` column; `.npz` sources by row order. Noise is generated at the
-    generator's native size and resized per image.
+    generator's native size and resized per image. Returns the job; its `finish()` writes the reports.
     """
     table = read_captions(captions, require_file=not str(src).endswith(".npz"))
     pipe = NoiseGenPipeline.from_pretrained(generator, device=device)
@@ -97,4 +97,4 @@ def shortcut(
     if str(src).endswith(".npz"):
         noise.files = None
     settings = {"generator": str(generator), "captions": str(captions), "seed": seed}
-    return apply_noise(noise, src, dst, options=options, settings=settings)
+    return write_protected(noise, src, dst, options=options, settings=settings)
