@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
-import pytest
+# Tiny test models run fastest on one thread, and a busy machine with oversubscribed threads slows them by 10x or
+# more; set before torch is imported by any test module.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -26,8 +26,8 @@ def test_jpeg_and_grayscale_keep_shape_and_dtype():
 
 def test_victim_learns_an_easy_task():
     rng = np.random.default_rng(0)
-    y = np.arange(80) % 2
-    x = np.where(y[:, None, None, None] == 1, 200, 40).astype(np.uint8) * np.ones((80, 8, 8, 3), np.uint8)
+    y = np.arange(160) % 2
+    x = np.where(y[:, None, None, None] == 1, 200, 40).astype(np.uint8) * np.ones((160, 8, 8, 3), np.uint8)
     x = np.clip(x + rng.integers(-20, 20, x.shape), 0, 255).astype(np.uint8)
-    res = train_victim(x, y, x, y, recipe=Recipe(width=8, epochs=5, batch_size=16, augment=False, lr=0.05))
+    res = train_victim(x, y, x, y, recipe=Recipe(width=8, epochs=6, batch_size=32, augment=False, lr=0.02))
     assert res.test_acc > 0.9
