@@ -31,6 +31,11 @@ class Epsilon(click.ParamType):
         return eps
 
 
+def epsilon_option(help: str = "L-infinity bound per pixel.") -> Callable[[F], F]:
+    """`--epsilon`, default 8/255, parsed by `Epsilon`."""
+    return click.option("--epsilon", type=Epsilon(), default="8/255", show_default=True, help=help)
+
+
 def device_options(fn: F) -> F:
     """`--device auto|cpu|cuda|mps` and `--seed N`."""
     fn = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")(fn)

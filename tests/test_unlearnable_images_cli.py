@@ -167,7 +167,9 @@ def test_dry_run_writes_nothing(photos, tmp_path):
 )
 def test_surrogate_errors_are_one_line_when_offline(photos, tmp_path, monkeypatch, spec, message):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-cache"))  # nothing cached
-    res = CliRunner().invoke(cli, ["images", str(photos), "--out", str(tmp_path / "o"), "--surrogate", spec, *FAST])
+    res = CliRunner().invoke(
+        cli, ["images", str(photos), "--out", str(tmp_path / "o"), "--surrogate", spec, *FAST]
+    )
     assert res.exit_code in (1, 2)
     errors = [line for line in res.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and errors[0].startswith(message)

@@ -9,7 +9,7 @@ import click
 from tqdm import tqdm
 
 from protect.batch import WriteOptions
-from protect.cli_options import Epsilon, device_options, write_options
+from protect.cli_options import device_options, epsilon_option, write_options
 from protect.errors import ConfigError
 from protect.imageio import check_destination, find_images, load_npz
 from unlearnable.api import DEFAULT_STEPS, METHODS, ProtectConfig, protect_images
@@ -33,9 +33,7 @@ from unlearnable.surrogates import check_surrogate
     show_default=True,
     help="beo: Bayes-error optimisation; em / em-class: error-minimising noise; t2ue: noise from captions.",
 )
-@click.option(
-    "--epsilon", type=Epsilon(), default="8/255", show_default=True, help="L-infinity bound per pixel (t2ue: set when training the generator)."
-)
+@epsilon_option("L-infinity bound per pixel (t2ue: set when training the generator).")
 @click.option(
     "--labels",
     type=click.Choice(LABEL_MODES),

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from protect.batch import WriteOptions
-from protect.cli_options import Epsilon, device_options, write_options
+from protect.cli_options import device_options, epsilon_option, write_options
 from protect.errors import ConfigError
 from unlearnable.t2ue.generator import list_generators
 
@@ -50,9 +50,7 @@ def t2ue() -> None:
     show_default=True,
     help="Epochs for the offline tiny surrogate (ignored with --clip).",
 )
-@click.option(
-    "--epsilon", type=Epsilon(), default="8/255", show_default=True, help="L-infinity bound per pixel."
-)
+@epsilon_option()
 @click.option(
     "--size",
     type=click.IntRange(8),
