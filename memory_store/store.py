@@ -93,7 +93,11 @@ class WriteResult:
 
 
 def _memory(row: tuple[Any, ...]) -> Memory:
-    return Memory(*row[:3], json.loads(row[3]), *row[4:9], json.loads(row[9]), *row[10:13])
+    return Memory(*row[:3], _json_list(row[3]), *row[4:9], _json_list(row[9]), *row[10:13])
+
+
+def _json_list(text: str) -> list[Any]:
+    return [] if text == "[]" else json.loads(text)  # most rows have no tags or flags: skip the decoder
 
 
 def check_name(value: str, what: str) -> str:
@@ -336,12 +340,16 @@ class MemoryStore:
                     return True
         return False
 
-    def _support(self, memory: Memory, now: float) -> float:
+    def _support(self, memory: Memory, now: float, known: dict[str, float]) -> float:
+        """Noisy-OR support of a memory; `known` holds the trust already read during this write, by agent."""
         agents = [memory.agent] + [
             r[0]
             for r in self.conn.execute("SELECT agent_id FROM confirmations WHERE memory_id=?", (memory.id,))
         ]
-        return trust.support([trust.get(self.conn, a, now).trust for a in agents])
+        for a in agents:
+            if a not in known:
+                known[a] = trust.get(self.conn, a, now).trust
+        return trust.support([known[a] for a in agents])
 
     # ------------------------------------------------------------------ write
     def remember(
@@ -371,6 +379,7 @@ class MemoryStore:
             neigh = self._neighbours(content, vec, namespace)
             flags = self._content_flags(content, namespace, now)
             writer = trust.get(self.conn, agent, now).trust
+            known = {agent: writer}  # each agent's trust is read once per write, not once per neighbour
             near = next(
                 (m for m, s in neigh if s >= self.near_duplicate and not T.conflicts(content, m.content)),
                 None,
@@ -382,7 +391,7 @@ class MemoryStore:
                 and m.agent != agent
                 and m.status == "active"
                 and T.conflicts(content, m.content)
-                and self._support(m, now) > writer + self.contradiction_margin
+                and self._support(m, now, known) > writer + self.contradiction_margin
             ]
             with db.transaction(self.conn, busy_timeout=self.busy_timeout):
                 trust.ensure_agent(self.conn, agent, now)

@@ -90,24 +90,24 @@ class TfidfEmbedder:
 
         self._analyzer = self._vec.build_analyzer()
         self.n_features = n_features
+        # a write re-encodes its ~30 similar memories and every process encodes the rows others wrote, so
+        # the same texts and words come back again and again: both are pure functions, cached (bounded)
+        self._hashes: dict[str, int] = {}
+        self._rows: dict[str, tuple[list[int], list[float]]] = {}
 
     def encode(self, texts: list[str]) -> Any:
         if len(texts) > 64:
             return self._vec.transform(texts).tocsr().astype(np.float32)
         # a query or a single write: the same hashing as HashingVectorizer, without its per-call overhead
         import scipy.sparse as sp
-        from sklearn.utils import murmurhash3_32
 
         indptr, cols, vals = [0], [], []
         for doc in texts:
-            counts: dict[int, float] = {}
-            for tok in self._analyzer(doc):
-                h = abs(murmurhash3_32(tok, seed=0)) % self.n_features
-                counts[h] = counts.get(h, 0.0) + 1.0
-            norm = float(np.sqrt(sum(v * v for v in counts.values()))) or 1.0
-            for c in sorted(counts):
-                cols.append(c)
-                vals.append(counts[c] / norm)
+            row = self._rows.get(doc)
+            if row is None:
+                row = self._encode_one(doc)
+            cols += row[0]
+            vals += row[1]
             indptr.append(len(cols))
         arrays = (
             np.array(vals, dtype=np.float32),
@@ -115,6 +115,31 @@ class TfidfEmbedder:
             np.array(indptr, dtype=np.int32),
         )
         return sp.csr_matrix(arrays, shape=(len(texts), self.n_features))
+
+    def _encode_one(self, doc: str) -> tuple[list[int], list[float]]:
+        """(sorted columns, l2-normalised counts) of one text, remembered for the next time it is seen."""
+        from sklearn.utils import murmurhash3_32
+
+        hashes = self._hashes
+        if len(hashes) > _MAX_CACHED_WORDS:
+            hashes.clear()
+        counts: dict[int, float] = {}
+        for tok in self._analyzer(doc):
+            h = hashes.get(tok)
+            if h is None:
+                h = hashes[tok] = abs(murmurhash3_32(tok, seed=0)) % self.n_features
+            counts[h] = counts.get(h, 0.0) + 1.0
+        norm = float(np.sqrt(sum(v * v for v in counts.values()))) or 1.0
+        keys = sorted(counts)
+        row = (keys, [counts[c] / norm for c in keys])
+        if len(doc) <= _MAX_CACHED_CHARS:
+            if len(self._rows) >= _MAX_CACHED_TEXTS:
+                self._rows.pop(next(iter(self._rows)))  # oldest first
+            self._rows[doc] = row
+        return row
+
+
+_MAX_CACHED_WORDS, _MAX_CACHED_TEXTS, _MAX_CACHED_CHARS = 500_000, 4096, 2000
 
 
 def minilm_available() -> bool:
@@ -140,20 +165,25 @@ def similarity(embedder: Embedder, a: Any, b: Any) -> np.ndarray:
     if embedder.dense:
         return np.asarray(b @ np.asarray(a).reshape(-1), dtype=np.float32)
     q = a.tocsr()
-    return _sparse_dot(b, q.indices, q.data)[0].astype(np.float32)
+    return _sparse_dot(b, q.indices, q.data).astype(np.float32)
 
 
-def _sparse_dot(rows: Any, cols: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(rows @ w, non-zeros per query column) for a CSR matrix and a sparse vector given by sorted `cols`.
+def _sparse_dot(rows: Any, cols: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """rows @ w for a CSR matrix and a sparse vector given by sorted `cols`.
 
     Done by hand: scipy's column indexing and transposes allocate arrays as wide as the 2^20 hashed features.
     """
+    row, pos, val = _matches(rows, cols)
+    return np.bincount(row, weights=val * weights[pos], minlength=rows.shape[0])
+
+
+def _matches(rows: Any, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, position in `cols`, value) of each stored non-zero of `rows` that falls in one of `cols`."""
     idx = rows.indices
     pos = np.minimum(np.searchsorted(cols, idx), len(cols) - 1)
     hit = cols[pos] == idx
     row_of = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))
-    scores = np.bincount(row_of[hit], weights=rows.data[hit] * weights[pos[hit]], minlength=rows.shape[0])
-    return scores, np.bincount(pos[hit], minlength=len(cols))
+    return row_of[hit], pos[hit], rows.data[hit]
 
 
 @dataclass
@@ -172,7 +202,7 @@ class VectorIndex:
     _buf: np.ndarray | None = None  # dense rows (capacity >= len(ids))
     _base: Any = None  # sparse: CSC of the first rows
     _base_df: np.ndarray | None = None
-    _delta: Any = None  # sparse: CSR of the rows after the base
+    _delta: _GrowingRows | None = None  # sparse: the rows after the base
 
     def refresh(self, conn: sqlite3.Connection) -> None:
         gen = generation(conn)
@@ -201,9 +231,12 @@ class VectorIndex:
             return
         import scipy.sparse as sp
 
-        self._delta = mat if self._delta is None else sp.vstack([self._delta, mat], format="csr")
+        if self._delta is None:
+            self._delta = _GrowingRows(mat.shape[1])
+        self._delta.append(mat)
         if self._base is None or self._delta.shape[0] > max(1000, n1 // 10):
-            parts = [self._delta] if self._base is None else [self._base.tocsr(), self._delta]
+            delta = self._delta.csr()
+            parts = [delta] if self._base is None else [self._base.tocsr(), delta]
             self._base = sp.vstack(parts, format="csr").tocsc()
             self._base_df = np.diff(self._base.indptr)
             self._delta = None
@@ -256,8 +289,9 @@ class VectorIndex:
         if len(cols) == 0:
             return None
         df = self._base_df[cols]
-        if self._delta is not None:
-            df = df + _sparse_dot(self._delta, cols, np.zeros(len(cols)))[1]
+        delta = None if self._delta is None else _matches(self._delta, cols)  # one pass for df and scores
+        if delta is not None:
+            df = df + np.bincount(delta[1], minlength=len(cols))
         weights = q.data * (np.log((1 + n) / (1 + df)) + 1.0)
         weights /= np.linalg.norm(weights) or 1.0
         base = self._base
@@ -266,8 +300,11 @@ class VectorIndex:
         hit_rows = np.concatenate([rows_of[a:b] for a, b in spans])
         hit_vals = np.concatenate([vals_of[a:b] * w for (a, b), w in zip(spans, weights, strict=True)])
         scores = np.bincount(hit_rows, weights=hit_vals, minlength=base.shape[0])
-        if self._delta is not None:
-            scores = np.concatenate([scores, _sparse_dot(self._delta, cols, weights)[0]])
+        if delta is not None:
+            row, pos, val = delta
+            scores = np.concatenate(
+                [scores, np.bincount(row, weights=val * weights[pos], minlength=self._delta.shape[0])]
+            )
         return scores
 
     def vectors(self, ids: list[int]) -> Any:
@@ -280,8 +317,63 @@ class VectorIndex:
             return self._buf[rows]
         import scipy.sparse as sp
 
-        parts = [self._base.tocsr()] + ([self._delta] if self._delta is not None else [])
+        parts = [self._base.tocsr()] + ([self._delta.csr()] if self._delta is not None else [])
         return sp.vstack(parts, format="csr")[rows]
+
+
+class _GrowingRows:
+    """Sparse rows appended in place (buffers double when full), read by `_sparse_dot` like a CSR matrix.
+
+    Every write in any process appends a row to every searching process's delta; `scipy.sparse.vstack`
+    would copy the whole delta each time.
+    """
+
+    def __init__(self, n_features: int) -> None:
+        self.n_features = n_features
+        self._indptr = np.zeros(1, dtype=np.int64)
+        self._indices = np.zeros(0, dtype=np.int32)
+        self._data = np.zeros(0, dtype=np.float32)
+        self._rows = self._nnz = 0
+
+    def append(self, mat: Any) -> None:
+        m, nnz = mat.shape[0], mat.nnz
+        if self._rows + m + 1 > len(self._indptr):
+            self._indptr = _grown(self._indptr, self._rows + m + 1)
+        if self._nnz + nnz > len(self._indices):
+            self._indices = _grown(self._indices, self._nnz + nnz)
+            self._data = _grown(self._data, self._nnz + nnz)
+        self._indptr[self._rows + 1 : self._rows + m + 1] = self._nnz + mat.indptr[1:]
+        self._indices[self._nnz : self._nnz + nnz] = mat.indices
+        self._data[self._nnz : self._nnz + nnz] = mat.data
+        self._rows += m
+        self._nnz += nnz
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self._rows, self.n_features
+
+    @property
+    def indptr(self) -> np.ndarray:
+        return self._indptr[: self._rows + 1]
+
+    @property
+    def indices(self) -> np.ndarray:
+        return self._indices[: self._nnz]
+
+    @property
+    def data(self) -> np.ndarray:
+        return self._data[: self._nnz]
+
+    def csr(self) -> Any:
+        import scipy.sparse as sp
+
+        return sp.csr_matrix((self.data.copy(), self.indices.copy(), self.indptr.copy()), shape=self.shape)
+
+
+def _grown(a: np.ndarray, need: int) -> np.ndarray:
+    out = np.zeros(max(2 * need, 256), dtype=a.dtype)
+    out[: len(a)] = a
+    return out
 
 
 def insert_embeddings(conn: sqlite3.Connection, embedder: Embedder, ids: list[int], vecs: np.ndarray) -> None:
