@@ -136,6 +136,7 @@ def connect(path: str | Path, *, busy_timeout: float = 10.0, create: bool = True
         if path != ":memory:":
             _retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone(), busy_timeout)
         conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA mmap_size = 268435456")  # reads after another process commits: no pread copies
         _ensure_schema(conn, busy_timeout)
     except sqlite3.DatabaseError as e:
         conn.close()
