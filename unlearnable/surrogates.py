@@ -80,6 +80,7 @@ def create_surrogate(
     spec: str, *, num_classes: int, device: torch.device, size: int = 32, width: int = 16
 ) -> Surrogate:
     """Build a surrogate from `scratch`, `open_clip:MODEL:TAG` or `torchvision:resnet18`."""
+    check_surrogate(spec)
     if spec == "scratch":
         net = (
             small_resnet(width=width, num_classes=num_classes)
@@ -88,13 +89,7 @@ def create_surrogate(
         )
         return Surrogate("scratch", net, size, lambda x: net.features(normalize(x)), trainable=True)
     kind, _, rest = spec.partition(":")
-    if kind == "open_clip":
-        return _open_clip(rest, device)
-    if kind == "torchvision":
-        return _torchvision(rest, device)
-    raise UnknownNameError(
-        f"unknown surrogate {spec!r}; use scratch, open_clip:MODEL:TAG or torchvision:resnet18"
-    )
+    return _open_clip(rest, device) if kind == "open_clip" else _torchvision(device)
 
 
 def check_surrogate(spec: str) -> None:
@@ -122,7 +117,6 @@ def check_surrogate(spec: str) -> None:
 def _open_clip(rest: str, device: torch.device) -> Surrogate:
     import open_clip
 
-    check_surrogate(f"open_clip:{rest}")
     model_name, _, tag = rest.partition(":")
     try:
         model, _, _ = open_clip.create_model_and_transforms(model_name, pretrained=tag, device=device)
@@ -142,10 +136,9 @@ def _open_clip(rest: str, device: torch.device) -> Surrogate:
     return Surrogate(f"open_clip:{rest}", model, size, lambda x: model.encode_image((x - mean) / std))
 
 
-def _torchvision(rest: str, device: torch.device) -> Surrogate:
+def _torchvision(device: torch.device) -> Surrogate:
     import torchvision
 
-    check_surrogate(f"torchvision:{rest}")
     try:
         net = torchvision.models.resnet18(weights=torchvision.models.ResNet18_Weights.DEFAULT)
     except (OSError, RuntimeError) as e:  # URLError is an OSError
