@@ -2,8 +2,10 @@
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from unlearnable.bank import PerturbationBank
+from unlearnable.resize import Resize
 
 
 def test_steps_stay_in_the_ball_and_pixel_range_after_rounding():
@@ -32,9 +34,33 @@ def test_view_is_differentiable_through_the_resize_of_a_large_photo():
     bank = PerturbationBank([img], size=32, eps_levels=4)
     views, leaves = bank.views(torch.tensor([0]), grad=True)
     views[:, 0].sum().backward()
-    grad = leaves[0].delta.grad
+    grad = bank.pixel_grad(leaves[0])
     assert grad.shape == (1, 3, 1500, 2000)
     assert float(grad[:, 0].abs().sum()) > 0 and float(grad[:, 1:].abs().sum()) == 0
     bank.step(leaves, levels=1, direction=+1)
     out = bank.protected(0)
     assert np.abs(out.astype(int) - 128).max() == 1
+
+
+def test_matrix_resize_is_torchs_antialiased_resize_and_its_adjoint_is_the_autograd_gradient():
+    img = torch.rand(2, 3, 50, 70, dtype=torch.float64).float()
+    resize = Resize(50, 70, 16)
+    expected = F.interpolate(img, size=(16, 16), mode="bilinear", antialias=True, align_corners=False)
+    assert torch.allclose(resize(img), expected, atol=1e-5)
+    leaf = img.clone().requires_grad_(True)
+    weight = torch.randn(2, 3, 16, 16)
+    (
+        F.interpolate(leaf, size=(16, 16), mode="bilinear", antialias=True, align_corners=False) * weight
+    ).sum().backward()
+    assert torch.allclose(resize.adjoint(weight), leaf.grad, atol=1e-5)
+    assert Resize(16, 16, 16).identity and Resize(16, 16, 16)(img) is img
+
+
+def test_views_of_a_resized_photo_equal_the_resize_of_the_perturbed_pixels():
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    bank = PerturbationBank([img], size=8, eps_levels=8)
+    bank.set_delta(0, torch.as_tensor(rng.integers(-8, 9, (3, 40, 60))))
+    x = torch.from_numpy(bank.protected(0)).permute(2, 0, 1)[None].float() / 255
+    expected = F.interpolate(x, size=(8, 8), mode="bilinear", antialias=True, align_corners=False)
+    assert torch.allclose(bank.views(torch.tensor([0]))[0], expected, atol=1e-5)

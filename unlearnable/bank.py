@@ -3,8 +3,10 @@
 Perturbations live at each image's own resolution and on the 8-bit grid: they are stored as int8 levels (1 level =
 1/255) and every update moves by whole levels, so the projection onto the L-infinity ball and [0, 255] is exact and the
 saved file is within eps of the original by construction (the quantisation-aware projection the BEO paper lacks; its
-script saves floats). The surrogate sees `view(x + delta)`: a differentiable, antialiased resize to `size` x `size`.
-Storage is 1 byte per pixel channel for each of x and delta, so a 12-megapixel photo costs 72 MB, not gigabytes.
+script saves floats). The surrogate sees `view(x + delta)`: an antialiased resize to `size` x `size`. Since every pixel
+stays in [0, 255], that view is `view(x) + view(delta)` (`resize.py`): originals are resized once, and a step costs two
+matrix products per photo instead of a full-resolution autograd graph. Storage is 1 byte per pixel channel for each of
+x and delta, so a 12-megapixel photo costs 72 MB, not gigabytes.
 """
 
 from __future__ import annotations
@@ -13,16 +15,20 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from unlearnable.resize import Resize
+
+PIXELS_PER_CALL = 4e6  # full-resolution pixels handled at once: keeps peak memory near one large photo
 
 
 @dataclass
 class Leaf:
-    """The slice of one size-group that a mini-batch touched, as a float tensor that collects gradients."""
+    """The samples of one size group that a mini-batch touched, and their rows in the batch's views."""
 
     group: int
     local: torch.Tensor
-    delta: torch.Tensor
+    rows: torch.Tensor
+    views: torch.Tensor
 
 
 class PerturbationBank:
@@ -48,46 +54,57 @@ class PerturbationBank:
         self.x: list[torch.Tensor] = []
         self.delta: list[torch.Tensor] = []
         self.locked: list[torch.Tensor] = []
+        self.resize: list[Resize] = []
+        self.base: list[torch.Tensor | None] = []
         self.where = torch.empty((self.n, 2), dtype=torch.long)
         for g, ids in enumerate(shapes.values()):
             arr = np.stack([images[i] for i in ids])
             self.x.append(torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous().to(self.device))
             self.delta.append(torch.zeros_like(self.x[-1], dtype=torch.int8))
             self.locked.append(torch.as_tensor(self.frozen[ids], device=self.device))
+            self.resize.append(Resize(*arr.shape[1:3], size, device=self.device))
+            self.base.append(None if self.resize[-1].identity else self._resized(g, self.x[-1]))
             self.where[ids, 0] = g
             self.where[ids, 1] = torch.arange(len(ids))
 
-    def view(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-        """The surrogate's view of uint8 images `x` plus perturbations `delta` (in levels), differentiable in delta.
+    def _per_call(self, g: int) -> int:
+        return max(1, int(PIXELS_PER_CALL // max(1, self.x[g][0].numel())))
 
-        Resizing is per channel, so greyscale becomes RGB after it, on the small view.
-        """
-        v = (x.float() + delta).clamp_(0, 255).div_(255)
-        if v.shape[-2:] != (self.size, self.size):
-            v = F.interpolate(
-                v, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False
-            )
+    def _resized(self, g: int, levels: torch.Tensor) -> torch.Tensor:
+        """`resize` of integer images, a few at a time (each converted to float only while it is resized)."""
+        step = self._per_call(g)
+        return torch.cat([self.resize[g](levels[i : i + step].float()) for i in range(0, len(levels), step)])
+
+    @staticmethod
+    def _rgb(v: torch.Tensor) -> torch.Tensor:
         return v.expand(-1, 3, -1, -1) if v.shape[1] == 1 else v
+
+    def view(self, g: int, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """The view of uint8 images `x` of group `g` plus float perturbations `delta` (levels), differentiable in delta.
+
+        `delta` need not respect the pixel range here (class-wise noise), so the sum is clamped before resizing.
+        """
+        return self._rgb(self.resize[g]((x.float() + delta).clamp(0, 255)).div(255))
 
     def views(self, ids: torch.Tensor, *, grad: bool = False) -> tuple[torch.Tensor, list[Leaf]]:
         """Views of `ids` (B, 3, size, size) in [0, 1], in the order of `ids`; with grad, leaves to update later."""
         out = torch.empty((len(ids), 3, self.size, self.size), device=self.device)
-        leaves: list[Leaf] = []
+        groups: list[tuple[int, torch.Tensor, torch.Tensor]] = []
         where = self.where[ids]
         for g in where[:, 0].unique().tolist():
-            pos = (where[:, 0] == g).nonzero().squeeze(1)
-            local = where[pos, 1].to(self.device)
-            d = self.delta[g][local].float()
-            if grad:
-                d.requires_grad_(True)
-                leaves.append(Leaf(g, local, d))
-            # one image at a time for large photos keeps peak memory at one full-resolution image
-            step = max(1, int(4e6 // max(1, self.x[g][0].numel())))
-            parts = [
-                self.view(self.x[g][local[i : i + step]], d[i : i + step]) for i in range(0, len(local), step)
-            ]
-            out[pos.to(self.device)] = torch.cat(parts)
-        return out, leaves
+            rows = (where[:, 0] == g).nonzero().squeeze(1).to(self.device)
+            local = where[rows.cpu(), 1].to(self.device)
+            d = self.delta[g][local]
+            if self.resize[g].identity:
+                v = self.x[g][local].float().add_(d)
+            else:
+                v = self._resized(g, d).add_(self.base[g][local])
+            out[rows] = self._rgb(v.div_(255).clamp_(0, 1))  # float rounding of the resize weights
+            groups.append((g, local, rows))
+        if not grad:
+            return out, []
+        out.requires_grad_(True)
+        return out, [Leaf(g, local, rows, out) for g, local, rows in groups]
 
     def all_views(self, batch: int = 1024) -> torch.Tensor:
         with torch.no_grad():
@@ -95,28 +112,37 @@ class PerturbationBank:
                 [self.views(torch.arange(i, min(i + batch, self.n)))[0] for i in range(0, self.n, batch)]
             )
 
-    def step(self, leaves: list[Leaf], *, levels: int, direction: int) -> None:
-        """Signed step of `levels` along +-grad (direction +1 ascends, -1 descends), projected exactly.
+    def pixel_grad(self, leaf: Leaf, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Gradient with respect to the full-resolution pixels of `leaf.local[start:stop]`."""
+        grad = leaf.views.grad[leaf.rows[start:stop]]
+        if self.x[leaf.group].shape[1] == 1:  # greyscale was expanded to RGB in the view
+            grad = grad.sum(1, keepdim=True)
+        return self.resize[leaf.group].adjoint(grad)
 
-        Float arithmetic on whole levels is exact here (|values| <= 255), and in-place ops keep a 12-megapixel step to
-        a few passes over memory.
-        """
+    def step(self, leaves: list[Leaf], *, levels: int, direction: int) -> None:
+        """Signed step of `levels` along +-grad (direction +1 ascends, -1 descends), projected exactly."""
         for leaf in leaves:
-            if leaf.delta.grad is None:
+            if leaf.views.grad is None:
                 continue
-            upd = leaf.delta.detach().add_(leaf.delta.grad.sign_(), alpha=direction * levels)
-            x = self.x[leaf.group][leaf.local].float()
-            upd.clamp_(-self.eps, self.eps)
-            torch.minimum(upd, x.neg_().add_(255), out=upd)  # x + delta <= 255
-            torch.maximum(upd, x.sub_(255), out=upd)  # x + delta >= 0  (x now holds -x)
-            upd[self.locked[leaf.group][leaf.local]] = 0
-            self.delta[leaf.group][leaf.local] = upd.to(torch.int8)
+            per = self._per_call(leaf.group)
+            for i in range(0, len(leaf.local), per):
+                local = leaf.local[i : i + per]
+                move = self.pixel_grad(leaf, i, i + per).sign_().to(torch.int16).mul_(direction * levels)
+                self._project(leaf.group, local, move.add_(self.delta[leaf.group][local]))
+
+    def _project(self, g: int, local: torch.Tensor, delta: torch.Tensor) -> None:
+        """Store int16 `delta` (levels) for `local` after projecting onto the eps-ball and [0, 255] - x."""
+        x = self.x[g][local].to(torch.int16)
+        delta.clamp_(-self.eps, self.eps)
+        torch.minimum(delta, 255 - x, out=delta)
+        torch.maximum(delta, x.neg_(), out=delta)
+        delta[self.locked[g][local]] = 0
+        self.delta[g][local] = delta.to(torch.int8)
 
     def set_delta(self, i: int, delta_levels: torch.Tensor) -> None:
         g, local = self.where[i].tolist()
-        x = self.x[g][local].to(torch.int16)
-        d = torch.maximum(torch.minimum(delta_levels.to(torch.int16).clamp(-self.eps, self.eps), 255 - x), -x)
-        self.delta[g][local] = d.to(torch.int8)
+        index = torch.tensor([local], device=self.device)
+        self._project(g, index, delta_levels.to(torch.int16).unsqueeze(0).clone())
 
     def protected(self, i: int) -> np.ndarray:
         """The protected uint8 image (H, W, C) of sample `i`."""

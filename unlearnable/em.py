@@ -94,5 +94,5 @@ class EM(Perturber):
         """One signed descent step on the per-class perturbations (gradients summed over the class's members)."""
         leaf = class_delta.float().requires_grad_(True)
         x = bank.x[0][bank.where[ids, 1]]
-        self._loss(bank.view(x, leaf[y[ids]]), y[ids]).backward()
+        self._loss(bank.view(0, x, leaf[y[ids]]), y[ids]).backward()
         return (class_delta - self.step_levels * leaf.grad.sign().to(torch.int16)).clamp(-bank.eps, bank.eps)
