@@ -1,9 +1,10 @@
 """Checkpoint folders written as one unit: config.json + model.safetensors + optimizer.safetensors.
 
-A save builds the complete folder beside the destination, fsyncs it, then swaps it in with renames, so a crash
-leaves the old checkpoint or the new one, never a mix (the one window, between the two renames, leaves the old
-folder under a `.NAME.old-*` name, which `read_checkpoint` points to). config.json records the SHA-256 of both
-tensor files, so a corrupted or truncated file is one clear `IntegrityError`, not a silently wrong model.
+A save builds the complete folder beside the destination (files and folder fsynced), swaps it in with renames
+and fsyncs the parent, so a crash leaves the old checkpoint or the new one, never a mix (the one window, between
+the two renames, leaves the old folder under a `.NAME.old-*` name, which `read_checkpoint` points to).
+config.json records the SHA-256 of both tensor files, so a corrupted or truncated file is one clear
+`IntegrityError`, not a silently wrong model.
 Tensors are safetensors, never pickles; the optimiser's Adam moments are stored by parameter name
 (`prompts.3.exp_avg`), so a forgetting log can name exactly what was deleted.
 """
@@ -15,12 +16,13 @@ import json
 import os
 import shutil
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save
 
 from protect.errors import ConfigError, IntegrityError
 
@@ -29,12 +31,19 @@ WEIGHTS = "model.safetensors"
 OPTIMIZER = "optimizer.safetensors"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Create `path` holding `data` (not yet durable: see `_fsync_all`)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 def _fsync(path: Path) -> None:
@@ -43,6 +52,20 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _fsync_all(paths: list[Path]) -> None:
+    """fsync files and folders concurrently: one wait for the disk instead of one per path.
+
+    Sequential fsyncs cost a scheduler tick each on a busy machine (~4 ms, measured in the benchmark); issued
+    together they overlap. Folders are only synced on POSIX (Windows cannot open them).
+    """
+    todo = [p for p in paths if os.name == "posix" or not p.is_dir()]
+    if len(todo) == 1:
+        _fsync(todo[0])
+        return
+    with ThreadPoolExecutor(max_workers=len(todo)) as pool:
+        list(pool.map(_fsync, todo))
 
 
 def _plain(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -65,22 +88,27 @@ def write_checkpoint(
     if dest.exists() and not is_checkpoint(dest):
         raise ConfigError(f"{dest} exists and is not a model folder; choose a new --out")
     dest.parent.mkdir(parents=True, exist_ok=True)
+    blobs = {
+        WEIGHTS: save(_plain(weights), metadata={"format": "pt"}),
+        OPTIMIZER: save(_plain(optimizer), metadata={"format": "pt"}),
+    }
+    config = {**meta, "files": {name: _sha256(blob) for name, blob in blobs.items()}}
+    blobs[CONFIG] = (json.dumps(config, indent=2) + "\n").encode("utf-8")
     tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        save_file(_plain(weights), str(tmp / WEIGHTS), metadata={"format": "pt"})
-        save_file(_plain(optimizer), str(tmp / OPTIMIZER), metadata={"format": "pt"})
-        files = {name: _sha256(tmp / name) for name in (WEIGHTS, OPTIMIZER)}
-        (tmp / CONFIG).write_text(json.dumps({**meta, "files": files}, indent=2) + "\n", encoding="utf-8")
-        for name in (WEIGHTS, OPTIMIZER, CONFIG):
-            _fsync(tmp / name)
+        for name, blob in blobs.items():
+            _write(tmp / name, blob)
+        _fsync_all([tmp / name for name in blobs] + [tmp])
         if dest.exists():
             old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
             os.rename(dest, old)
             os.rename(tmp, dest)
+            _fsync_all([dest.parent])
             shutil.rmtree(old)
         else:
             os.rename(tmp, dest)
+            _fsync_all([dest.parent])
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -110,10 +138,11 @@ def read_checkpoint(
         path = src / name
         if not path.is_file():
             raise IntegrityError(f"{path} is missing")
-        if _sha256(path) != files.get(name):
+        data = path.read_bytes()
+        if _sha256(data) != files.get(name):
             raise IntegrityError(f"{path} is corrupt or truncated (SHA-256 differs from config.json)")
         try:
-            tensors.append(load_file(str(path)))
+            tensors.append(load(data))
         except (SafetensorError, OSError) as e:
             raise IntegrityError(f"{path} cannot be read: {e}") from e
     return meta, tensors[0], tensors[1]

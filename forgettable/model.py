@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from torch import nn
 from forgettable.backbones import create_backbone_from_spec
 from forgettable.checkpoint import read_checkpoint, write_checkpoint
 from forgettable.config import ForgettableConfig
+from forgettable.forget import plan_forgetting, remaining_ids
 from forgettable.lora import add_lora
 from protect.devices import resolve_device
 from protect.errors import ConfigError, IntegrityError
@@ -175,37 +175,17 @@ class PreForgettableModel(nn.Module):
         return model
 
     def forget_(self, class_names: list[str]) -> list[dict[str, Any]]:
-        """Delete the classes' prompts and the optimiser state in place and log it; returns the new log entries.
+        """Delete the classes' prompts and the whole optimiser state in place and log it; returns the new entries.
 
-        The whole optimiser state goes, not only the prompt's moments: Adam's moments of shared weights average
-        gradients that contain the prompt (in the benchmark a row of a q/k/v moment had cosine 0.97 with the
-        deleted prompt). Already-forgotten classes are skipped (idempotent); an unknown name changes nothing.
+        Validation and the log come from `forgettable.forget.plan_forgetting` (the on-disk path applies the same
+        plan). Already-forgotten classes are skipped (idempotent); an unknown name changes nothing.
         """
-        ids = [self.config.class_id(name) for name in class_names]  # validate every name first
-        if ids and not set(self.config.present or []) - set(ids):
-            raise ConfigError("refusing to forget every class: the model would have nothing left to predict")
-        entries = []
-        for name, c in zip(class_names, ids, strict=True):
-            if str(c) not in self.prompts:
-                continue
-            del self.prompts[str(c)]
-            prefix = f"prompts.{c}."
-            moments = sorted(k for k in self.optimizer_state if k.startswith(prefix))
-            others = len(self.optimizer_state) - len(moments)
+        entries = plan_forgetting(self.config, class_names, self.optimizer_state)
+        for entry in entries:
+            del self.prompts[str(entry["id"])]
+        if entries:
             self.optimizer_state.clear()
-            self.config.present = [p for p in self.config.present or [] if p != c]
-            entries.append(
-                {
-                    "class": name,
-                    "id": c,
-                    "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    "deleted": [f"prompts.{c}", *moments],
-                    "also_deleted": f"{others} other optimiser tensors (shared-weight moments saw the prompt)",
-                    "kept": "head row (shared head: it saw the class during training)"
-                    if self.config.head == "shared"
-                    else "nothing (prompt-tied head: the class's head row was its prompt)",
-                }
-            )
+            self.config.present = remaining_ids(self.config, entries)
         self.forgetting_log.extend(entries)
         return entries
 

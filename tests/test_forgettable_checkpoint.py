@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-import safetensors.torch
 import torch
 
+from forgettable import checkpoint
 from forgettable.audit import checkpoint_hygiene
 from forgettable.config import ForgettableConfig
+from forgettable.forget import forget_checkpoint
 from forgettable.model import PreForgettableModel
 from protect.errors import ConfigError, IntegrityError
 
@@ -59,14 +60,14 @@ def test_a_failed_save_leaves_the_old_checkpoint_whole(tmp_path, monkeypatch):
     old = {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()}
     calls = []
 
-    def failing_save(tensors, path, metadata=None):
+    def failing_write(path, data):
         calls.append(path)
         if len(calls) == 2:  # the optimiser file: the weights are already written
             raise OSError("disk full")
-        return real_save(tensors, path, metadata=metadata)
+        return real_write(path, data)
 
-    real_save = safetensors.torch.save_file
-    monkeypatch.setattr("forgettable.checkpoint.save_file", failing_save)
+    real_write = checkpoint._write
+    monkeypatch.setattr(checkpoint, "_write", failing_write)
     with pytest.raises(OSError, match="disk full"):
         model.forget(["a"]).save_pretrained(tmp_path / "m")
     assert {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()} == old
@@ -107,3 +108,26 @@ def test_config_json_is_readable_and_records_hashes(tmp_path):
     }
     loaded = PreForgettableModel.from_pretrained(tmp_path / "m")
     assert loaded.config.tuning == "lora"
+
+
+def test_forgetting_on_disk_refuses_a_config_that_disagrees_with_the_weights(tmp_path):
+    tiny_model().save_pretrained(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "config.json").read_text())
+    meta["config"]["present"] = [0, 1]  # hand-edited: prompts.2 is still in model.safetensors
+    (tmp_path / "m" / "config.json").write_text(json.dumps(meta))
+    before = (tmp_path / "m" / "model.safetensors").read_bytes()
+    with pytest.raises(IntegrityError, match=r"prompts in model.safetensors \[0, 1, 2\] differ"):
+        forget_checkpoint(tmp_path / "m", ["a"])
+    assert (tmp_path / "m" / "model.safetensors").read_bytes() == before
+
+
+def test_forgetting_on_disk_equals_forgetting_in_memory(tmp_path):
+    model = tiny_model(head="prompt_tied")
+    model.save_pretrained(tmp_path / "m")
+    forget_checkpoint(tmp_path / "m", ["b", "b"], out=tmp_path / "disk")
+    disk = PreForgettableModel.from_pretrained(tmp_path / "disk")
+    memory = model.forget(["b"])
+    assert disk.state_dict().keys() == memory.state_dict().keys()
+    assert all(torch.equal(disk.state_dict()[k], memory.state_dict()[k]) for k in disk.state_dict())
+    assert disk.config == memory.config and not disk.optimizer_state
+    assert [e["deleted"] for e in disk.forgetting_log] == [e["deleted"] for e in memory.forgetting_log]
