@@ -56,6 +56,21 @@ def model() -> None:
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option(
+    "--schedule",
+    type=click.Choice(["constant", "cosine"]),
+    default="constant",
+    show_default=True,
+    help="constant lr (paper) or 5% warm-up then cosine decay.",
+)
+@click.option(
+    "--shift",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Augmentation: random translation by up to this many pixels.",
+)
+@click.option("--hflip", is_flag=True, help="Augmentation: random horizontal flips (not for digits or text).")
+@click.option(
     "--holdout-fraction",
     type=click.FloatRange(0, 1, max_open=True),
     default=0.2,
@@ -72,6 +87,9 @@ def train(
     epochs: int,
     batch_size: int,
     lr: float,
+    schedule: str,
+    shift: int,
+    hflip: bool,
     holdout_fraction: float,
     device: str,
     seed: int,
@@ -87,7 +105,16 @@ def train(
 
     start = time.perf_counter()
     dataset = load_labeled(data)
-    recipe = Recipe(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, holdout_fraction=holdout_fraction)
+    recipe = Recipe(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        schedule=schedule,
+        shift=shift,
+        hflip=hflip,
+        seed=seed,
+        holdout_fraction=holdout_fraction,
+    )
     trained = fit(
         dataset,
         backbone=backbone,

@@ -37,12 +37,18 @@ def workdir(tmp_path_factory):
             str(root / "m"),
             "--epochs",
             "3",
+            "--schedule",
+            "cosine",
+            "--shift",
+            "1",
             "--device",
             "cpu",
         ],
     )
     assert result.exit_code == 0, result.output
     assert "trained 3 classes (tiny-vit-8, full, shared head)" in result.output
+    recipe = json.loads((root / "m" / "config.json").read_text())["recipe"]
+    assert (recipe["schedule"], recipe["shift"], recipe["hflip"]) == ("cosine", 1, False)
     return root
 
 

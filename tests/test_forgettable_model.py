@@ -14,7 +14,7 @@ from forgettable.config import ForgettableConfig
 from forgettable.data import LabeledImages
 from forgettable.forget import forget_checkpoint
 from forgettable.model import PreForgettableModel
-from forgettable.train import Recipe, fit, kl_to_uniform, prompt_sets
+from forgettable.train import Recipe, augment, fit, kl_to_uniform, learning_rate, prompt_sets
 from protect.errors import ConfigError, UnknownNameError
 
 NAMES = ["ring", "bar", "dot", "cross"]
@@ -160,3 +160,29 @@ def test_kl_to_uniform_is_zero_only_for_uniform_outputs():
     assert float(kl_to_uniform(torch.tensor([[5.0, 0, 0, 0]]))) > 1
     tied = torch.tensor([[0.0, -torch.inf, 0.0]])  # a deleted tied-head row is left out of U
     assert float(kl_to_uniform(tied)) == pytest.approx(0, abs=1e-6)
+
+
+def test_augment_translates_and_flips_each_sample():
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).reshape(2, 1, 4, 4)
+    assert torch.equal(augment(x, shift=0, hflip=False, gen=torch.Generator()), x)
+    gen = torch.Generator().manual_seed(0)
+    moved = augment(x, shift=1, hflip=False, gen=gen)
+    assert moved.shape == x.shape
+    for a, b in zip(moved, x, strict=True):  # the 2x2 centre of each output is a shifted crop of the input
+        padded = torch.nn.functional.pad(b[None], (1, 1, 1, 1), mode="reflect")[0]
+        crops = [padded[:, i : i + 4, j : j + 4] for i in range(3) for j in range(3)]
+        assert any(torch.equal(a, c) for c in crops)
+    flipped = [augment(x, shift=0, hflip=True, gen=torch.Generator().manual_seed(s)) for s in range(8)]
+    assert any(torch.equal(f[0], x[0].flip(-1)) for f in flipped)
+    assert any(torch.equal(f[0], x[0]) for f in flipped)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    constant = Recipe(lr=0.01)
+    assert {learning_rate(constant, s, 100) for s in range(100)} == {0.01}
+    cosine = Recipe(lr=0.01, schedule="cosine")
+    lrs = [learning_rate(cosine, s, 100) for s in range(100)]
+    assert lrs[0] < lrs[4] == pytest.approx(0.01) and lrs[-1] < 1e-4
+    assert all(a >= b for a, b in zip(lrs[4:], lrs[5:], strict=False))
+    with pytest.raises(ConfigError, match="schedule must be one of constant, cosine"):
+        Recipe(schedule="step")
