@@ -3,8 +3,11 @@
 Per batch: k ~ U{0..K-1} distractor prompts and an insert position are drawn once; each sample gets its own
 shuffled distractors (never its own class). Loss = CE(f(x; distractors + own prompt), y)
 + kl_weight * KL(uniform || softmax f(x; distractors only)). With k = 0 the second pass has no prompt at all.
-Adam, lr 1e-3, batch 32 as in the code's defaults. The optimiser's moments are kept by parameter name so that
-forgetting can delete them (the paper's checkpoints keep them for deleted prompts).
+Adam, lr 1e-3, batch 32, constant lr, no augmentation as in the code's defaults. Added (off by default): a
+warm-up + cosine schedule, random shifts/flips and weight decay (AdamW; 0 = Adam), because the tiny ViTs we train
+from scratch on a few hundred images are under-trained or overfit with the paper's recipe (its ViT-B/16 starts
+pretrained). The optimiser's moments are kept by parameter name so that forgetting can delete them (the paper's
+checkpoints keep them for deleted prompts).
 """
 
 from __future__ import annotations
