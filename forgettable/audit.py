@@ -5,10 +5,14 @@ the KL-to-uniform term makes a forgotten class's outputs uninformative for membe
 output-level MIA near 0.5 proves little by itself, so every number here comes with a reference: the oracle's
 value, and for the MIA a positive control (the same attack on a retained class) showing the attack has power.
 
-- retain / forget accuracy, unmasked (the forgotten logit stays in a shared head, nothing is hidden);
+- retain / forget accuracy, unmasked (the forgotten logit stays in a shared head, nothing is hidden); retain
+  accuracy before forgetting both unmasked and restricted to the retained classes (a weak model's confusions
+  into the forgotten class become correct answers once it is gone, which the unmasked difference counts);
 - balanced membership inference: training members vs held-out samples of the same class, AUC with a bootstrap
   95% CI; statistics `loss` (log-probability of the true class, Yeom et al.) when the model still has an
   output for the class, and `confidence` (max log-probability, label-free) for every model, the oracle too;
+  two positive controls: the same attacks on a retained class (the issue's), and on the forgotten class in
+  the model *before* forgetting (same samples: does the attack see these members when the class is there?);
 - linear-probe leakage: logistic regression "forgotten class vs rest" on CLS features;
 - re-learning: a new prompt (plus a head row where the model lacks one) optimised on n samples per class;
 - checkpoint hygiene: no key, optimiser moment or saved tensor row with cosine > 0.9 to the deleted prompt.
@@ -26,7 +30,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -98,6 +101,7 @@ class AuditReport:
     model: ModelAudit
     oracle: ModelAudit
     hygiene: Hygiene | None
+    mia_before: dict[str, MIAResult] = field(default_factory=dict)
     checks: dict[str, bool | None] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -115,12 +119,19 @@ def _ids(model: PreForgettableModel, data: LabeledImages) -> np.ndarray:
     return table[data.y]
 
 
-def accuracy(model: PreForgettableModel, data: LabeledImages) -> float:
-    """Top-1 accuracy with the model's remaining bank, nothing masked (nan on an empty set)."""
+def accuracy(model: PreForgettableModel, data: LabeledImages, *, among: list[str] | None = None) -> float:
+    """Top-1 accuracy with the model's remaining bank (nan on an empty set).
+
+    Nothing is masked by default; `among` restricts the argmax to those classes (the "before" model scored
+    as a classifier over the retained classes only, so a before/after difference is not just the removal of
+    confusions into the forgotten class).
+    """
     if len(data) == 0:
         return math.nan
-    pred = model.predict_proba(data.x).argmax(1)
-    return float((pred == _ids(model, data)).mean())
+    p = model.predict_proba(data.x)
+    if among is not None:
+        p[:, [i for i, n in enumerate(model.config.class_names) if n not in among]] = -1.0
+    return float((p.argmax(1) == _ids(model, data)).mean())
 
 
 def mean_entropy(model: PreForgettableModel, data: LabeledImages) -> float:
@@ -164,14 +175,24 @@ def membership_auc(
 def auc_with_ci(
     labels: np.ndarray, scores: np.ndarray, *, rng: np.random.Generator, bootstrap: int = 200
 ) -> tuple[float, float, float]:
-    """ROC AUC and its 95% CI from a bootstrap that resamples positives and negatives separately."""
+    """ROC AUC and its 95% CI from a bootstrap that resamples positives and negatives separately.
+
+    AUC = P(score_pos > score_neg) + P(tie) / 2 over pairs; a resample only reweights the pairs, so every
+    bootstrap AUC is one weighted sum over the same pair matrix (equal to sklearn's `roc_auc_score` on the
+    resampled set, ~100x faster than calling it 200 times).
+    """
     pos, neg = np.flatnonzero(labels), np.flatnonzero(~labels)
-    aucs = []
-    for _ in range(bootstrap):
-        idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
-        aucs.append(roc_auc_score(labels[idx], scores[idx]))
+    if not len(pos) or not len(neg):
+        raise ValueError(f"an AUC needs positives and negatives, got {len(pos)} and {len(neg)}")
+    sp, sn = scores[pos][:, None], scores[neg][None, :]
+    pairs = (sp > sn) + 0.5 * (sp == sn)
+    w_pos, w_neg = np.zeros((bootstrap, len(pos))), np.zeros((bootstrap, len(neg)))
+    for b in range(bootstrap):
+        w_pos[b] = np.bincount(rng.choice(len(pos), len(pos)), minlength=len(pos))
+        w_neg[b] = np.bincount(rng.choice(len(neg), len(neg)), minlength=len(neg))
+    aucs = np.einsum("bi,ij,bj->b", w_pos, pairs, w_neg) / (len(pos) * len(neg))
     low, high = np.percentile(aucs, [2.5, 97.5])
-    return float(roc_auc_score(labels, scores)), float(low), float(high)
+    return float(pairs.mean()), float(low), float(high)
 
 
 @torch.no_grad()
@@ -293,6 +314,20 @@ def halves(holdout: LabeledImages, seed: int) -> tuple[LabeledImages, LabeledIma
     return holdout.take(np.flatnonzero(in_a)), holdout.take(np.flatnonzero(~in_a))
 
 
+def _mia(
+    model: PreForgettableModel, train: LabeledImages, holdout: LabeledImages, name: str, seed: int
+) -> dict[str, MIAResult]:
+    """Both MIA statistics on class `name`'s training members vs its held-out samples (where defined)."""
+    out = {}
+    for stat in ("loss", "confidence"):
+        result = membership_auc(
+            model, train.of_class(name), holdout.of_class(name), statistic=stat, seed=seed
+        )
+        if result is not None:
+            out[stat] = result
+    return out
+
+
 def audit_model(
     model: PreForgettableModel,
     *,
@@ -307,21 +342,13 @@ def audit_model(
     """Every behavioural check for one model; `holdout` is split in halves A (attacker) and B (evaluation)."""
     part_a, part_b = halves(holdout, seed)
     retained = [n for n in holdout.class_names if n != forgotten]
-    mia, control_mia = {}, {}
-    for stat in ("loss", "confidence"):
-        for out, name in ((mia, forgotten), (control_mia, control)):
-            result = membership_auc(
-                model, train.of_class(name), holdout.of_class(name), statistic=stat, seed=seed
-            )
-            if result is not None:
-                out[stat] = result
     probe = probe_auc(model, part_a, part_b, forgotten, seed=seed)
     return ModelAudit(
         retain_acc=accuracy(model, _subset(part_b, retained)),
         forget_acc=accuracy(model, part_b.of_class(forgotten)),
         forget_entropy=mean_entropy(model, part_b.of_class(forgotten)),
-        mia=mia,
-        mia_control=control_mia,
+        mia=_mia(model, train, holdout, forgotten, seed),
+        mia_control=_mia(model, train, holdout, control, seed),
         probe_auc=probe[0],
         probe_ci=(probe[1], probe[2]),
         relearn=relearn(model, part_a, part_b, forgotten, ns=ns, seed=seed, steps=relearn_steps),
@@ -356,22 +383,33 @@ def audit_forgetting(
     if before is not None:
         report.before = {
             "retain_acc": accuracy(before, _subset(part_b, retained)),
+            "retain_acc_restricted": accuracy(before, _subset(part_b, retained), among=retained),
             "forget_acc": accuracy(before, part_b.of_class(forgotten)),
         }
+        report.mia_before = _mia(before, train, holdout, forgotten, seed)
     chance = 1 / report.n_classes
     margin = 1.96 * math.sqrt(chance * (1 - chance) / max(n_forget, 1))
+    before_acc = report.before or {}
     checks: dict[str, bool | None] = {
         "retain_delta_le_2pp": None
-        if report.before is None
-        else abs(report.before["retain_acc"] - pf.retain_acc) <= 0.02,
+        if not before_acc
+        else abs(before_acc["retain_acc"] - pf.retain_acc) <= 0.02,
+        "retain_delta_restricted_le_2pp": None
+        if not before_acc
+        else abs(before_acc["retain_acc_restricted"] - pf.retain_acc) <= 0.02,
         "forget_acc_at_or_below_chance": pf.forget_acc <= chance + margin,
     }
     mine, theirs = pf.mia.get("confidence"), ref.mia.get("confidence")
     checks["mia_within_oracle_ci"] = (
         None if mine is None or theirs is None else (theirs.ci_low <= mine.auc <= theirs.ci_high)
     )
-    control_mia = pf.mia_control.get("loss")
-    checks["mia_control_has_power"] = None if control_mia is None else control_mia.ci_low > 0.5
+    # Every statistic's control must find members, the confidence attack (the verdict above) included.
+    checks["mia_control_has_power"] = (
+        None if not pf.mia_control else all(r.ci_low > 0.5 for r in pf.mia_control.values())
+    )
+    checks["mia_before_has_power"] = (
+        None if not report.mia_before else all(r.ci_low > 0.5 for r in report.mia_before.values())
+    )
     checks["probe_not_above_oracle_ci"] = pf.probe_auc <= ref.probe_ci[1]
     checks["relearn_not_faster_than_oracle"] = all(
         a.forget_acc <= b.forget_acc + 1.96 * math.sqrt(max(p * (1 - p), 0.01) * 2 / max(n_forget, 1))
@@ -380,7 +418,7 @@ def audit_forgetting(
     )
     checks["checkpoint_hygiene"] = None if hygiene is None else hygiene.passed
     report.checks = checks
-    if pf.mia_control.get("loss") is not None and not checks["mia_control_has_power"]:
+    if checks["mia_control_has_power"] is False:
         report.notes.append("the positive control has no power: an MIA AUC near 0.5 says nothing here")
     if hygiene is not None and hygiene.max_cosine is None:
         report.notes.append("cosine hygiene not run: the deleted prompt was not available (pass --original)")

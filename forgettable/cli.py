@@ -278,6 +278,7 @@ def render_report(report: AuditReport) -> str:
 
     if report.before is not None:
         row("retain acc before forgetting", report.before["retain_acc"], None)
+        row("  restricted to retained classes", report.before["retain_acc_restricted"], None)
     row("retain acc", m.retain_acc, o.retain_acc)
     row("forget acc (unmasked)", m.forget_acc, o.forget_acc)
     row("forget-class entropy (nats)", m.forget_entropy, o.forget_entropy)
@@ -286,6 +287,9 @@ def render_report(report: AuditReport) -> str:
         row(f"MIA AUC ({stat})", a.auc if a else None, b.auc if b else None)
         a, b = m.mia_control.get(stat), o.mia_control.get(stat)
         row(f"  control MIA AUC ({stat})", a.auc if a else None, b.auc if b else None)
+        if report.mia_before:
+            a = report.mia_before.get(stat)
+            row(f"  before forgetting ({stat})", a.auc if a else None, None)
     row("linear-probe AUC", m.probe_auc, o.probe_auc)
     for a, b in zip(m.relearn, o.relearn, strict=True):
         row(f"re-learn n={a.n}: forget acc", a.forget_acc, b.forget_acc)

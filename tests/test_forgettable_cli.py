@@ -118,3 +118,4 @@ def test_audit_retrains_the_oracle_and_reports_json(workdir):
     assert [p["n"] for p in report["model"]["relearn"]] == [1, 5, 20]
     assert report["hygiene"]["passed"] is True and report["hygiene"]["prompt_keys"] == []
     assert set(report["checks"]) >= {"retain_delta_le_2pp", "mia_within_oracle_ci", "checkpoint_hygiene"}
+    assert 0 <= report["before"]["retain_acc_restricted"] <= 1 and "confidence" in report["mia_before"]
