@@ -46,3 +46,30 @@ def seeded_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gen
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     return gen
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """Whether bfloat16 matrix units are there: CUDA with bf16, or a CPU with AMX / AVX512-BF16 (else it is emulated)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        cpu = torch.cpu
+        return any(
+            getattr(cpu, f, lambda: False)() for f in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+        )
+    return False
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """`auto` -> bf16 autocast where the hardware runs it natively (about 2x faster on such CPUs), fp32 elsewhere."""
+    if name not in PRECISIONS:
+        raise ConfigError(f"unknown precision {name!r}; choose one of {', '.join(PRECISIONS)}")
+    return ("bf16" if fast_bf16(device) else "fp32") if name == "auto" else name
+
+
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """Mixed precision for the network's forward pass (weights, losses and optimiser state stay fp32)."""
+    return torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16")

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from protect.devices import autocast
 from protect.errors import OfflineError, UnknownNameError
 from unlearnable.resnet import small_resnet
 from unlearnable.victim import augment, normalize
@@ -30,15 +31,22 @@ class Surrogate:
     input_size: int
     embed: Callable[[torch.Tensor], torch.Tensor]
     trainable: bool = False
+    precision: str = "fp32"
     history: list[dict] = field(default_factory=list)
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.embed(x)
+        with autocast(self.device, self.precision):
+            return self.embed(x).float()
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         if not self.trainable:
             raise ValueError(f"surrogate {self.name} has no classifier head")
-        return self.net(normalize(x))
+        with autocast(self.device, self.precision):
+            return self.net(normalize(x)).float()
 
     def fit(
         self,
@@ -54,7 +62,7 @@ class Surrogate:
         if not self.trainable:
             return float("nan")
         gen = gen or torch.Generator().manual_seed(0)
-        device = next(self.net.parameters()).device
+        device = self.device
         opt = torch.optim.SGD(self.net.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
         acc = 0.0
         for _ in range(epochs):
@@ -64,7 +72,7 @@ class Surrogate:
             for i in range(0, len(x), batch_size):
                 idx = order[i : i + batch_size]
                 xb, yb = augment(x[idx], gen).to(device), y[idx].to(device)
-                out = self.net(normalize(xb))
+                out = self.logits(xb)
                 loss = F.cross_entropy(out, yb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -77,7 +85,13 @@ class Surrogate:
 
 
 def create_surrogate(
-    spec: str, *, num_classes: int, device: torch.device, size: int = 32, width: int = 16
+    spec: str,
+    *,
+    num_classes: int,
+    device: torch.device,
+    size: int = 32,
+    width: int = 16,
+    precision: str = "fp32",
 ) -> Surrogate:
     """Build a surrogate from `scratch`, `open_clip:MODEL:TAG` or `torchvision:resnet18`."""
     check_surrogate(spec)
@@ -87,9 +101,12 @@ def create_surrogate(
             .to(device, memory_format=torch.channels_last)
             .eval()
         )
-        return Surrogate("scratch", net, size, lambda x: net.features(normalize(x)), trainable=True)
-    kind, _, rest = spec.partition(":")
-    return _open_clip(rest, device) if kind == "open_clip" else _torchvision(device)
+        sur = Surrogate("scratch", net, size, lambda x: net.features(normalize(x)), trainable=True)
+    else:
+        kind, _, rest = spec.partition(":")
+        sur = _open_clip(rest, device) if kind == "open_clip" else _torchvision(device)
+    sur.precision = precision
+    return sur
 
 
 def check_surrogate(spec: str) -> None:

@@ -3,7 +3,8 @@
 Every arm of a benchmark (clean, protected, mixed, JPEG, greyscale...) goes through the same `Recipe`, so differences come
 from the data alone (the authors of several unlearnable-example papers trained their arms with different recipes; we
 pin one and report it). Standard CIFAR recipe: ResNet-18, SGD 0.1 momentum 0.9, weight decay 5e-4, cosine schedule,
-batch 128, random crop (pad 4) + horizontal flip.
+batch 128, random crop (pad 4) + horizontal flip. `precision="bf16"` trains under bfloat16 autocast (fp32 weights), the
+usual mixed-precision recipe; about twice as fast on CPUs with AMX / AVX512-BF16.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from protect.devices import autocast
 from unlearnable.resnet import resnet18
 
 MEAN = (0.4914, 0.4822, 0.4465)
@@ -33,6 +35,7 @@ class Recipe:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     augment: bool = True
+    precision: str = "fp32"
 
 
 @dataclass
@@ -92,6 +95,8 @@ def train_victim(
     """Train a fresh victim on (x_train, y_train) with `recipe`; return its clean test accuracy."""
     if recipe.arch != "resnet18":
         raise ValueError(f"unknown victim arch {recipe.arch!r} (only resnet18)")
+    if recipe.precision not in ("fp32", "bf16"):
+        raise ValueError(f"unknown precision {recipe.precision!r} (fp32 or bf16)")
     start = time.perf_counter()
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -115,7 +120,10 @@ def train_victim(
         for i in range(0, len(xt), recipe.batch_size):
             idx = order[i : i + recipe.batch_size]
             xb = augment(xt[idx], gen) if recipe.augment else xt[idx]
-            loss = F.cross_entropy(model(normalize(xb.to(device))), yt[idx].to(device))
+            xb = normalize(xb.to(device)).contiguous(memory_format=torch.channels_last)
+            with autocast(torch.device(device), recipe.precision):
+                out = model(xb)
+            loss = F.cross_entropy(out.float(), yt[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
