@@ -18,9 +18,9 @@ from pathlib import Path
 
 from protect.errors import ConfigError, IntegrityError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: contextual index (`memories.context`, see memory_store.context)
 
-SCHEMA = """
+_TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS agents (
     agent_id   TEXT PRIMARY KEY,
@@ -44,28 +44,43 @@ CREATE TABLE IF NOT EXISTS memories (
     flags        TEXT NOT NULL DEFAULT '[]',
     created_at   REAL NOT NULL,
     updated_at   REAL NOT NULL,
+    context      TEXT NOT NULL DEFAULT '',
     UNIQUE (namespace, content_hash)
 );
 CREATE INDEX IF NOT EXISTS memories_ns_created ON memories (namespace, created_at);
 CREATE INDEX IF NOT EXISTS memories_agent ON memories (agent_id, created_at);
+CREATE INDEX IF NOT EXISTS memories_session ON memories (namespace, session, agent_id, id);
+"""
+# The FTS5 index and its sync triggers. A context-only change (see memory_store.context) re-indexes the row
+# without bumping `removals`: the vector index (content only) has nothing to drop.
+FTS = """
 CREATE VIRTUAL TABLE IF NOT EXISTS memories_fts USING fts5 (
-    content, tags, content='memories', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2'
+    content, tags, context, content='memories', content_rowid='id',
+    tokenize='porter unicode61 remove_diacritics 2'
 );
 CREATE TRIGGER IF NOT EXISTS memories_ai AFTER INSERT ON memories BEGIN
-    INSERT INTO memories_fts (rowid, content, tags) VALUES (new.id, new.content, new.tags);
+    INSERT INTO memories_fts (rowid, content, tags, context) VALUES (new.id, new.content, new.tags, new.context);
     UPDATE meta SET value = value + 1 WHERE key = 'generation';
 END;
 CREATE TRIGGER IF NOT EXISTS memories_ad AFTER DELETE ON memories BEGIN
-    INSERT INTO memories_fts (memories_fts, rowid, content, tags)
-        VALUES ('delete', old.id, old.content, old.tags);
+    INSERT INTO memories_fts (memories_fts, rowid, content, tags, context)
+        VALUES ('delete', old.id, old.content, old.tags, old.context);
     UPDATE meta SET value = value + 1 WHERE key IN ('generation', 'removals');
 END;
 CREATE TRIGGER IF NOT EXISTS memories_au AFTER UPDATE OF content, tags, namespace ON memories BEGIN
-    INSERT INTO memories_fts (memories_fts, rowid, content, tags)
-        VALUES ('delete', old.id, old.content, old.tags);
-    INSERT INTO memories_fts (rowid, content, tags) VALUES (new.id, new.content, new.tags);
+    INSERT INTO memories_fts (memories_fts, rowid, content, tags, context)
+        VALUES ('delete', old.id, old.content, old.tags, old.context);
+    INSERT INTO memories_fts (rowid, content, tags, context) VALUES (new.id, new.content, new.tags, new.context);
     UPDATE meta SET value = value + 1 WHERE key IN ('generation', 'removals');
 END;
+CREATE TRIGGER IF NOT EXISTS memories_acx AFTER UPDATE OF context ON memories
+WHEN old.content = new.content AND old.tags = new.tags AND old.namespace = new.namespace BEGIN
+    INSERT INTO memories_fts (memories_fts, rowid, content, tags, context)
+        VALUES ('delete', old.id, old.content, old.tags, old.context);
+    INSERT INTO memories_fts (rowid, content, tags, context) VALUES (new.id, new.content, new.tags, new.context);
+END;
+"""
+_DERIVED = """
 CREATE TABLE IF NOT EXISTS embeddings (
     memory_id INTEGER PRIMARY KEY REFERENCES memories(id) ON DELETE CASCADE,
     model     TEXT NOT NULL,
@@ -111,6 +126,17 @@ CREATE TABLE IF NOT EXISTS trust_signals (
 );
 CREATE INDEX IF NOT EXISTS trust_signals_agent ON trust_signals (agent_id, created_at);
 CREATE INDEX IF NOT EXISTS trust_signals_memory ON trust_signals (memory_id);
+"""
+SCHEMA = _TABLES + FTS + _DERIVED
+
+# v1 -> v2: the context column, the session index and an FTS5 index with a context column
+_MIGRATE_V2 = """
+ALTER TABLE memories ADD COLUMN context TEXT NOT NULL DEFAULT '';
+CREATE INDEX IF NOT EXISTS memories_session ON memories (namespace, session, agent_id, id);
+DROP TRIGGER IF EXISTS memories_ai;
+DROP TRIGGER IF EXISTS memories_ad;
+DROP TRIGGER IF EXISTS memories_au;
+DROP TABLE IF EXISTS memories_fts;
 """
 
 
@@ -167,6 +193,8 @@ def _ensure_schema(conn: sqlite3.Connection, busy_timeout: float) -> None:
             raise IntegrityError(
                 f"memory database has schema {row[0]}, newer than this protect ({SCHEMA_VERSION})"
             )
+        if int(row[0]) < SCHEMA_VERSION:
+            _migrate(conn, busy_timeout)
         return
     if not fts5_available():
         raise IntegrityError("this Python's SQLite lacks FTS5; install a CPython built with FTS5")
@@ -186,6 +214,21 @@ def _ensure_schema(conn: sqlite3.Connection, busy_timeout: float) -> None:
             )
 
     create()
+
+
+def _migrate(conn: sqlite3.Connection, busy_timeout: float) -> None:
+    """Bring a version-1 database to version 2 in one transaction (another process may have done it)."""
+    from memory_store import context
+
+    with transaction(conn, busy_timeout=busy_timeout):
+        if int(conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]) >= 2:
+            return
+        for statement in _statements(_MIGRATE_V2 + FTS):
+            conn.execute(statement)
+        conn.execute("INSERT INTO memories_fts (memories_fts) VALUES ('rebuild')")
+        ids = [r[0] for r in conn.execute("SELECT id FROM memories WHERE session != '' ORDER BY id")]
+        context.refresh(conn, ids)
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
 
 
 def _statements(script: str) -> list[str]:

@@ -4,7 +4,8 @@ SuperLocalMemory v2.7 erases with a plain `DELETE` while foreign keys are off, s
 signals and ranking feedback keep traces, FTS5 segments keep the tokens until a merge, and the WAL keeps the
 text until a checkpoint; nothing runs VACUUM. Here one transaction deletes the rows (foreign keys cascade to
 embeddings, edges, entities, confirmations and events; trust signals keep their score change but lose the
-link), merges the FTS5 index (`optimize`) so no segment holds the old tokens, deletes the feedback rows, then
+link), rebuilds the contextual index of the erased memories' session neighbours (`memory_store.context`),
+merges the FTS5 index (`optimize`) so no segment holds the old tokens, deletes the feedback rows, then
 checkpoints the WAL, VACUUMs (with `secure_delete` on) and truncates the WAL. The receipt lists what was
 removed and checks the files byte by byte for each erased text.
 """
@@ -17,8 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from memory_store import db, trust
+from memory_store import context, db, trust
 from memory_store import text as T
+from memory_store.text import OWN_TEXT
 from protect.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -76,7 +78,7 @@ def select_ids(
         where.append(f"id IN ({','.join('?' * len(id_list))})")
         args += id_list
     if query is not None:
-        expr = T.fts_query(query, mode="all")
+        expr = T.fts_query(query, mode="all", columns=OWN_TEXT)
         if expr is None:
             raise ConfigError("the forget query has no words")
         where.append("id IN (SELECT rowid FROM memories_fts WHERE memories_fts MATCH ?)")
@@ -113,16 +115,19 @@ def forget(
     for name, sql in _CASCADES.items():
         receipt.counts[name] = sum(_count(conn, sql, chunk) for chunk in _chunks(chosen))
     receipt.counts["feedback"] = sum(store.feedback.served(chunk) for chunk in _chunks(chosen))
+    receipt.counts["neighbour_contexts"] = len(context.around(conn, chosen) - set(chosen))
     if dry_run or not chosen:
         return receipt
     now = time.time()
     with db.transaction(conn, busy_timeout=store.busy_timeout):
+        neighbours = context.around(conn, chosen) - set(chosen)  # their context holds the erased text
         for i in chosen:  # an agent quickly deleting its own writes is the paper's `quick_delete` signal
             m = rows[i]
             if m.agent == requester != trust.USER and now - m.created_at < trust.QUICK_DELETE_S:
                 trust.record(conn, m.agent, "quick_delete", now)
         for chunk in _chunks(chosen):
             conn.execute(f"DELETE FROM memories WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+        context.refresh(conn, sorted(neighbours))
         conn.execute("INSERT INTO memories_fts (memories_fts) VALUES ('optimize')")
         conn.execute(
             "INSERT INTO events (memory_id, agent_id, kind, detail, created_at) VALUES (NULL, ?, 'forget', "

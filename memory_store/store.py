@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from memory_store import db, graph, trust, vectors
+from memory_store import context, db, graph, trust, vectors
 from memory_store import text as T
 from memory_store.feedback import FeedbackLog
 from protect.errors import ConfigError, IntegrityError, MissingDependencyError
@@ -46,6 +46,7 @@ _INSERT = (
 )
 _EVENT = "INSERT INTO events (memory_id, agent_id, kind, detail, created_at) VALUES (?, ?, ?, ?, ?)"
 # (near-duplicate, contradiction, graph edge) similarity thresholds per embedder
+_MIN_COMMON_DOCS = 20  # a word in fewer memories than this is never "common"
 _THRESHOLDS = {"minilm": (0.95, 0.70, 0.45), "tfidf": (0.90, 0.50, 0.30)}
 
 
@@ -111,15 +112,19 @@ class MemoryStore:
 
     Args:
         embedder: "minilm" (the `semantic` extra), "tfidf", or "auto" (what the database was built with).
-        fusion: "minmax" mixes min-max normalised bm25 and semantic scores (`keyword_weight` for bm25);
-            "rrf" is reciprocal-rank fusion with `rrf_k`. On LoCoMo min-max 0.7/0.3 beat RRF (bench/results).
+        fusion: "minmax" mixes min-max normalised bm25 and semantic scores, "rrf" is reciprocal-rank fusion
+            with `rrf_k`; both weigh bm25 by `keyword_weight`. Defaults were tuned on LoCoMo dev conversations
+            (bench/results/memory.md).
         quarantine_below: non-user writes are quarantined when the writer's trust falls under this.
         min_trust: memories of agents below this trust are not served (unless include_quarantined).
         trust_weight: ranking score is multiplied by trust ** trust_weight (0 disables the weighting).
         contradiction_margin: a contradiction counts only against memories whose support exceeds the
             writer's trust by this much, so equally new agents cannot silence each other.
+        context_weight: bm25 weight of a memory's session neighbours' text (`memory_store.context`) against
+            1.0 for its own text; 0 ranks by a memory's own words alone.
         common_term_df, max_term_docs, prune_min_docs: above `prune_min_docs` memories, FTS5 queries skip
-            words in more than that share of memories or more than `max_term_docs` of them (speed).
+            words in more than that share of memories or more than `max_term_docs` of them (speed); the
+            similarity check on write always does.
 
     Example:
         >>> with MemoryStore(":memory:", embedder="tfidf") as store:
@@ -134,8 +139,9 @@ class MemoryStore:
         embedder: str = "auto",
         busy_timeout: float = 10.0,
         fusion: str = "minmax",
-        keyword_weight: float = 0.7,
-        rrf_k: int = 60,
+        keyword_weight: float = 0.8,
+        context_weight: float = 0.3,
+        rrf_k: int = 10,
         quarantine_below: float = 0.5,
         min_trust: float = 0.35,
         trust_weight: float = 1.0,
@@ -155,6 +161,9 @@ class MemoryStore:
             raise ConfigError(f"keyword_weight must be within [0, 1], got {keyword_weight}")
         self.fusion = fusion
         self.keyword_weight = keyword_weight
+        if context_weight < 0.0:
+            raise ConfigError(f"context_weight must be >= 0, got {context_weight}")
+        self.context_weight = context_weight
         self.rrf_k = rrf_k
         self.quarantine_below = quarantine_below
         self.min_trust = min_trust
@@ -246,51 +255,67 @@ class MemoryStore:
         return T.normalize(content), sorted({t.strip().lower() for t in tag_list})
 
     def _fts(self, query: str, namespace: str | None, limit: int, *, mode: str = "any") -> list[int]:
-        return [i for i, _ in self._fts_scored(query, namespace, limit, mode=mode)]
+        """Memories whose own text (not their context) matches: for similarity checks on write."""
+        return [i for i, _ in self._fts_scored(query, namespace, limit, mode=mode, own=True)]
 
     def _fts_scored(
-        self, query: str, namespace: str | None, limit: int, *, mode: str = "any"
+        self, query: str, namespace: str | None, limit: int, *, mode: str = "any", own: bool = False
     ) -> list[tuple[int, float]]:
         """FTS5 matches, best first, with their bm25 relevance (negated, so higher is better).
 
-        In stores of more than `prune_min_docs` memories, OR-queries leave out words found in more than
-        `common_term_df` of all memories or in more than `max_term_docs` (a stopword list learned from the
-        data): FTS5's bm25 costs time per matching row, and such words add little to the score. The semantic
-        half of a hybrid search still sees them.
+        Columns are weighted content 1.0, tags 0.5, context `context_weight`; `own` matches content and tags only.
+
+        OR-queries leave out words found in more than `common_term_df` of all memories or in more than
+        `max_term_docs` (a stopword list learned from the data): FTS5's bm25 costs time per matching row, and
+        such words add little to the score. Searches do so in stores of more than `prune_min_docs` memories
+        (the semantic half of a hybrid search still sees them); the similarity check on write (`own`) always
+        does, as a "more like this" query: a memory that shares only common words is no near-duplicate or
+        contradiction, and the vector index proposes neighbours as well.
         """
         if mode == "any":
-            query = " ".join(self._uncommon_terms(query))
-        expr = T.fts_query(query, mode=mode)
+            query = " ".join(self._uncommon_terms(query, prune_from=0 if own else self.prune_min_docs))
+        expr = T.fts_query(query, mode=mode, columns=T.OWN_TEXT if own else ())
         if expr is None:
             return []
-        sql = "SELECT f.rowid, -bm25(memories_fts, 1.0, 0.5) FROM memories_fts f"
+        rank = f"bm25(memories_fts, 1.0, 0.5, {float(self.context_weight)!r})"
+        sql = f"SELECT f.rowid, -{rank} FROM memories_fts f"
         args: list[Any] = [expr]
         if namespace is not None:
             sql += " JOIN memories m ON m.id = f.rowid WHERE memories_fts MATCH ? AND m.namespace = ?"
             args.append(namespace)
         else:
             sql += " WHERE memories_fts MATCH ?"
-        sql += " ORDER BY bm25(memories_fts, 1.0, 0.5) LIMIT ?"
+        sql += f" ORDER BY {rank} LIMIT ?"
         args.append(limit)
         return [(r[0], r[1]) for r in self.conn.execute(sql, args)]
 
-    def _uncommon_terms(self, query: str) -> list[str]:
+    def _uncommon_terms(self, query: str, *, prune_from: int) -> list[str]:
         terms = list(dict.fromkeys(t for t in T.tokens(query) if t not in T.STOPWORDS))
-        gen = db.generation(self.conn)
-        if self._df_cache[0] != gen:
-            total = self.conn.execute("SELECT count(*) FROM memories").fetchone()[0]
-            self._df_cache = (gen, total, {})
-        _, total, df = self._df_cache
-        if total <= self.prune_min_docs or len(terms) < 2:
+        total, df = self._doc_freqs()
+        if total <= prune_from or len(terms) < 2:
             return terms
         for t in terms:
             if t not in df:
                 match = '"' + t.replace('"', '""') + '"'
                 sql = "SELECT count(*) FROM memories_fts WHERE memories_fts MATCH ?"
                 df[t] = self.conn.execute(sql, (match,)).fetchone()[0]
-        cap = min(self.common_term_df * total, self.max_term_docs)
+        cap = max(min(self.common_term_df * total, self.max_term_docs), _MIN_COMMON_DOCS)
         kept = [t for t in terms if df[t] <= cap]
         return kept or sorted(terms, key=lambda t: df[t])[:2]
+
+    def _doc_freqs(self) -> tuple[int, dict[str, int]]:
+        """(memories, cached document frequency per word), recounted after an erasure or 10% growth.
+
+        Only which words are common matters here, and that changes slowly: recounting after every write
+        (ten processes write at once) would cost more than the searches it speeds up.
+        """
+        gen = db.generation(self.conn)
+        seen, total, df = self._df_cache
+        if seen is None or gen[1] != seen[1] or gen[0] - seen[0] > 0.1 * total + 10 or len(df) > 100_000:
+            total = self.conn.execute("SELECT count(*) FROM memories").fetchone()[0]
+            df = {}
+            self._df_cache = (gen, total, df)
+        return total, df
 
     def _rows(self, ids: Iterable[int]) -> dict[int, Memory]:
         ids = list(ids)
@@ -432,6 +457,7 @@ class MemoryStore:
                     [(mid, e) for e in T.entities(content)],
                 )
                 graph.link(self.conn, mid, [(m.id, s) for m, s in neigh], min_similarity=self.edge_similarity)
+                context.refresh(self.conn, context.around(self.conn, [mid]))
             return WriteResult(mid, status, None, flags, signals, round(after, 4), contradicted)
 
     def _confirm(self, memory_id: int, agent: str, now: float) -> WriteResult:
@@ -451,6 +477,7 @@ class MemoryStore:
                 signals.append("confirmed_by_other")
             if agent == trust.USER and m.status == "quarantined":  # the user re-stating it is an approval
                 self.conn.execute("UPDATE memories SET status='active' WHERE id=?", (memory_id,))
+                context.refresh(self.conn, context.around(self.conn, [memory_id]))
                 m = self._rows([memory_id])[memory_id]
             self.conn.execute(
                 _EVENT,
@@ -467,6 +494,7 @@ class MemoryStore:
                 _EVENT,
                 (memory_id, trust.USER, "approve", "", time.time()),
             )
+            context.refresh(self.conn, context.around(self.conn, [memory_id]))
         return self.get(memory_id)
 
     # ------------------------------------------------------------------ read
@@ -487,7 +515,8 @@ class MemoryStore:
         record: bool = True,
         mode: str = "hybrid",
     ) -> list[Memory]:
-        """Hybrid search: RRF(bm25, semantic) x trust of the writer x a small recency bonus.
+        """Hybrid search: bm25 (own text + session context) fused with semantic similarity (`fusion`),
+        x trust of the writer x a small recency bonus.
 
         Quarantined memories and memories of agents whose trust fell below `min_trust` are not served unless
         `include_quarantined`. Any text is a valid query: it is reduced to quoted word tokens before FTS5.
@@ -536,7 +565,11 @@ class MemoryStore:
     def _fuse(
         self, keyword: list[tuple[int, float]], semantic: list[tuple[int, float]], pool: int
     ) -> dict[int, float]:
-        """Reciprocal-rank fusion (k=`rrf_k`), or a convex mix of min-max normalised scores (`fusion="minmax"`)."""
+        """Weighted reciprocal-rank fusion (k=`rrf_k`), or a convex mix of min-max normalised scores.
+
+        Both weigh bm25 by `keyword_weight` and semantic similarity by the rest: the two rankings are rarely
+        equally good (plain RRF, weight 0.5, treats them as if they were).
+        """
         fused: dict[int, float] = {}
         for ranking, weight in ((keyword, self.keyword_weight), (semantic, 1.0 - self.keyword_weight)):
             if not ranking:
@@ -547,7 +580,7 @@ class MemoryStore:
             lo = ranking[-1][1] if len(ranking) >= pool else min(0.0, ranking[-1][1])
             for rank, (mid, score) in enumerate(ranking):
                 if self.fusion == "rrf":
-                    part = 1.0 / (self.rrf_k + rank + 1)
+                    part = weight / (self.rrf_k + rank + 1)
                 else:
                     part = weight * ((score - lo) / (hi - lo) if hi > lo else 1.0)
                 fused[mid] = fused.get(mid, 0.0) + part
@@ -756,12 +789,14 @@ class MemoryStore:
                 with db.transaction(self.conn, busy_timeout=self.busy_timeout):
                     for ag in {p[4] for p in pending}:
                         trust.ensure_agent(self.conn, ag, now)
-                    new_ids, new_vecs, ents = [], [], []
+                    new_ids, new_vecs, ents, in_sessions = [], [], [], []
                     for k, p in enumerate(pending):
                         cur = self.conn.execute(_INSERT, p)
                         if cur.rowcount:
                             added += 1
                             new_ids.append(int(cur.lastrowid or 0))
+                            if p[5]:
+                                in_sessions.append(new_ids[-1])
                             ents += [(new_ids[-1], e) for e in T.entities(p[1])]
                             if vecs is not None:
                                 new_vecs.append(vecs[k])
@@ -772,4 +807,5 @@ class MemoryStore:
                     self.conn.executemany(
                         "INSERT OR IGNORE INTO entities (memory_id, entity) VALUES (?, ?)", ents
                     )
+                    context.refresh(self.conn, context.around(self.conn, in_sessions))
         return {"added": added, "skipped": skipped}

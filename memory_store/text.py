@@ -13,6 +13,7 @@ import hashlib
 import re
 import unicodedata
 
+OWN_TEXT = ("content", "tags")  # FTS5 columns of a memory's own text (not its neighbours' context)
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 _NUMBER = re.compile(r"\b\d+(?:[.,:]\d+)*\b")
 _NEGATIONS = frozenset(
@@ -68,11 +69,14 @@ def content_words(text: str) -> set[str]:
     return {t for t in tokens(text) if t not in STOPWORDS}
 
 
-def fts_query(text: str, *, mode: str = "any", max_terms: int = 32) -> str | None:
+def fts_query(
+    text: str, *, mode: str = "any", max_terms: int = 32, columns: tuple[str, ...] = ()
+) -> str | None:
     """A MATCH expression built only from quoted word tokens, so no user text is FTS5 syntax.
 
     Every token becomes a double-quoted string (FTS5's own escaping), joined by OR (`mode="any"`, for ranking)
     or AND (`mode="all"`, for `forget` by query). Stopwords are dropped unless nothing else is left.
+    `columns` (fixed names, never user text) restricts the match to those index columns.
     Returns None when the text has no word characters at all.
     """
     toks = tokens(text)
@@ -84,7 +88,8 @@ def fts_query(text: str, *, mode: str = "any", max_terms: int = 32) -> str | Non
     if not seen:
         return None
     joiner = " OR " if mode == "any" else " AND "
-    return joiner.join('"' + t.replace('"', '""') + '"' for t in seen[:max_terms])
+    expr = joiner.join('"' + t.replace('"', '""') + '"' for t in seen[:max_terms])
+    return f"{{{' '.join(columns)}}} : ({expr})" if columns else expr
 
 
 def entities(text: str, *, limit: int = 20) -> list[str]:

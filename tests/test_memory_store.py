@@ -224,11 +224,34 @@ def test_fusion_modes(tmp_path, fusion):
 def test_common_terms_are_pruned_in_large_stores(tmp_path):
     with MemoryStore(tmp_path / "m.db", embedder="tfidf", prune_min_docs=10) as s:
         s.import_records([f"project note {i}: component c{i} is owned by team t{i % 7}" for i in range(40)])
-        assert s._uncommon_terms("which project component is c12") == ["c12"]
+        prune = s.prune_min_docs
+        assert s._uncommon_terms("which project component is c12", prune_from=prune) == ["c12"]
         assert s.recall("which project component is c12", mode="keyword")[0].content.startswith(
             "project note 12:"
         )
-        assert s._uncommon_terms("project note") == ["project", "note"]  # nothing rare: keep the two rarest
+        # nothing rare: keep the two rarest
+        assert s._uncommon_terms("project note", prune_from=prune) == ["project", "note"]
+    with MemoryStore(tmp_path / "w.db", embedder="tfidf") as s:  # default: prune searches above 5000 only
+        s.import_records([f"project note {i}: component c{i} is owned by team t{i % 7}" for i in range(40)])
+        assert s._uncommon_terms("project component c12", prune_from=s.prune_min_docs) == [
+            "project",
+            "component",
+            "c12",
+        ]
+        # the similarity check on write always prunes, but never a word in fewer than 20 memories
+        assert s._uncommon_terms("project component c12 t3", prune_from=0) == ["c12", "t3"]
+        note_12 = s.recall("project note 12 component c12", mode="keyword", limit=1)[0]
+        assert s._fts("project note 12: component c12 is owned by team t6", "default", 5)[0] == note_12.id
+
+
+def test_weighted_fusion_follows_the_heavier_ranking(store):
+    keyword, semantic = [(1, 9.0), (2, 8.0), (3, 7.0)], [(3, 0.9), (2, 0.8), (1, 0.7)]
+    for fusion in ("rrf", "minmax"):
+        store.fusion = fusion
+        for weight, first in ((0.9, 1), (0.1, 3)):
+            store.keyword_weight = weight
+            fused = store._fuse(keyword, semantic, pool=50)
+            assert max(fused, key=fused.get) == first, (fusion, weight)
 
 
 def test_lean_tfidf_encoder_matches_hashing_vectorizer():
