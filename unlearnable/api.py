@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from protect.batch import CopyJob, WriteOptions
-from protect.devices import resolve_device, seeded_generator
+from protect.devices import resolve_device, resolve_precision, seeded_generator
 from protect.errors import ConfigError, UnknownNameError
 from protect.imageio import Picture
 from unlearnable.bank import PerturbationBank
@@ -45,6 +45,7 @@ class ProtectConfig:
     clusters: int | None = None
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"
 
     @property
     def eps_levels(self) -> int:
@@ -92,6 +93,7 @@ def protect_arrays(
             f"--epsilon {config.epsilon:.5f} is below one 8-bit level (1/255): nothing could change"
         )
     device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
     seeded_generator(config.seed)
     names = given_labels(
         config.labels, [None if lb is None else str(lb) for lb in (labels or [None] * len(images))]
@@ -99,7 +101,9 @@ def protect_arrays(
     largest = max(max(img.shape[:2]) for img in images)
     size = config.resolution or (32 if largest <= 32 else 64)
     provisional = 1 if names is None else len(set(names))
-    surrogate = create_surrogate(config.surrogate, num_classes=max(provisional, 2), device=device, size=size)
+    surrogate = create_surrogate(
+        config.surrogate, num_classes=max(provisional, 2), device=device, size=size, precision=precision
+    )
     if names is None:
         probe = PerturbationBank(list(images), size=surrogate.input_size, eps_levels=0, device=device)
         with torch.no_grad():
@@ -117,7 +121,9 @@ def protect_arrays(
     classes = sorted(set(all_names))
     y = torch.tensor([classes.index(n) for n in all_names])
     if surrogate.trainable and len(classes) != surrogate.net.fc.out_features:
-        surrogate = create_surrogate(config.surrogate, num_classes=len(classes), device=device, size=size)
+        surrogate = create_surrogate(
+            config.surrogate, num_classes=len(classes), device=device, size=size, precision=precision
+        )
     bank = PerturbationBank(
         all_images, size=surrogate.input_size, eps_levels=config.eps_levels, frozen=frozen, device=device
     )

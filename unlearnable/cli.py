@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from protect.batch import WriteOptions
 from protect.cli_options import device_options, epsilon_option, write_options
+from protect.devices import PRECISIONS
 from protect.errors import ConfigError
 from protect.imageio import check_destination, find_images, load_npz
 from unlearnable.api import DEFAULT_STEPS, METHODS, ProtectConfig, protect_images
@@ -75,6 +76,13 @@ from unlearnable.surrogates import check_surrogate
 @click.option(
     "--captions", type=click.Path(exists=True, path_type=Path), help="captions.csv (file,caption) for t2ue."
 )
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="auto",
+    show_default=True,
+    help="Surrogate arithmetic: bf16 autocast where the hardware runs it natively (auto), or fp32.",
+)
 @click.option("--dry-run", is_flag=True, help="Show what would be protected; write nothing.")
 @write_options
 @device_options
@@ -91,6 +99,7 @@ def images(
     clusters: int | None,
     generator: Path | None,
     captions: Path | None,
+    precision: str,
     dry_run: bool,
     fmt: str,
     quality: int,
@@ -127,6 +136,7 @@ def images(
         clusters=clusters,
         seed=seed,
         device=device,
+        precision=precision,
     )
     check_surrogate(surrogate)
     if dry_run:
