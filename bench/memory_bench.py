@@ -265,13 +265,18 @@ def synthetic(n: int, seed: int = 0) -> list[str]:
     return [f"{rng.choice(turns)} {' '.join(rng.sample(vocab, 4))} (note {i})" for i in range(n)]
 
 
-def bench_latency(workdir: Path, sizes: list[int], embedder: str, n_queries: int = 200) -> dict[str, Any]:
+def bench_latency(
+    workdir: Path, sizes: list[int], embedder: str, n_queries: int = 200, session_size: int = 0
+) -> dict[str, Any]:
+    """p50/p95 of `recall`; with `session_size`, memories come in sessions of that many (contextual index)."""
     questions = [q["question"] for _, _, qa in locomo_turns() for q in qa]
     rng = random.Random(1)
     queries = rng.sample(questions, n_queries)
-    out: dict[str, Any] = {"embedder": embedder, "queries": n_queries}
-    path = workdir / f"latency-{embedder}.db"
-    texts = synthetic(max(sizes))
+    out: dict[str, Any] = {"embedder": embedder, "queries": n_queries, "session_size": session_size}
+    path = workdir / f"latency-{embedder}-{session_size}.db"
+    texts: list[Any] = synthetic(max(sizes))
+    if session_size:
+        texts = [{"content": t, "session": f"s{i // session_size}"} for i, t in enumerate(texts)]
     have = 0
     with MemoryStore(path, embedder=embedder) as store:
         for n in sorted(sizes):
@@ -299,7 +304,7 @@ def bench_latency(workdir: Path, sizes: list[int], embedder: str, n_queries: int
                 }
             row["hybrid_over_bm25_p50"] = round(row["hybrid"]["p50_ms"] / row["keyword"]["p50_ms"], 2)
             out[str(n)] = row
-            print(f"latency[{embedder}] {n}", json.dumps(row), flush=True)
+            print(f"latency[{embedder}, sessions of {session_size}] {n}", json.dumps(row), flush=True)
     return out
 
 
@@ -561,8 +566,13 @@ def write_markdown(res: dict[str, Any], path: Path) -> None:
         lines += _locomo_markdown(res["locomo"])
     for key in [k for k in res if k.startswith("latency")]:
         la = res[key]
+        sessions = (
+            f", in sessions of {la['session_size']} (contextual index)"
+            if la.get("session_size")
+            else ", no sessions"
+        )
         lines += [
-            f"## Search latency ({la['embedder']}, {la['queries']} LoCoMo questions, top-5)",
+            f"## Search latency ({la['embedder']}{sessions}, {la['queries']} LoCoMo questions, top-5)",
             "",
             "| memories | bm25 p50 / p95 ms (baseline) | hybrid p50 / p95 ms | hybrid CPU p50 ms "
             "| hybrid / bm25 p50 | target p50 |",
@@ -650,7 +660,9 @@ def write_markdown(res: dict[str, Any], path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="locomo,latency,latency_minilm,concurrency,poisoning,erasure")
+    ap.add_argument(
+        "--only", default="locomo,latency,latency_sessions,latency_minilm,concurrency,poisoning,erasure"
+    )
     ap.add_argument("--sizes", default="1000,10000,100000")
     ap.add_argument("--minilm-sizes", default="1000", help="latency sizes also run with MiniLM ('' = none)")
     ap.add_argument("--seconds", type=float, default=10.0, help="concurrency run length")
@@ -693,6 +705,11 @@ def main() -> None:
             save()
         if "latency" in only:
             res["latency_tfidf"] = bench_latency(work, [int(s) for s in args.sizes.split(",")], "tfidf")
+            save()
+        if "latency_sessions" in only:
+            res["latency_sessions_tfidf"] = bench_latency(
+                work, [int(s) for s in args.sizes.split(",")], "tfidf", session_size=20
+            )
             save()
         if "latency_minilm" in only:
             if "minilm" in embedders and args.minilm_sizes:

@@ -98,6 +98,7 @@ CREATE TABLE IF NOT EXISTS entities (
     entity    TEXT NOT NULL,
     PRIMARY KEY (memory_id, entity)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entities_entity ON entities (entity);
 CREATE TABLE IF NOT EXISTS confirmations (
     memory_id  INTEGER NOT NULL REFERENCES memories(id) ON DELETE CASCADE,
     agent_id   TEXT NOT NULL REFERENCES agents(agent_id),
@@ -129,10 +130,11 @@ CREATE INDEX IF NOT EXISTS trust_signals_memory ON trust_signals (memory_id);
 """
 SCHEMA = _TABLES + FTS + _DERIVED
 
-# v1 -> v2: the context column, the session index and an FTS5 index with a context column
+# v1 -> v2: the context column, the session and entity indexes, and an FTS5 index with a context column
 _MIGRATE_V2 = """
 ALTER TABLE memories ADD COLUMN context TEXT NOT NULL DEFAULT '';
 CREATE INDEX IF NOT EXISTS memories_session ON memories (namespace, session, agent_id, id);
+CREATE INDEX IF NOT EXISTS entities_entity ON entities (entity);
 DROP TRIGGER IF EXISTS memories_ai;
 DROP TRIGGER IF EXISTS memories_ad;
 DROP TRIGGER IF EXISTS memories_au;

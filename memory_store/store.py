@@ -265,7 +265,8 @@ class MemoryStore:
 
         Columns are weighted content 1.0, tags 0.5, context `context_weight`; `own` matches content and tags only.
 
-        OR-queries leave out words found in more than `common_term_df` of all memories or in more than
+        OR-queries leave out words found in half of all memories or more (FTS5's bm25 scores them zero), and
+        words found in more than `common_term_df` of all memories or in more than
         `max_term_docs` (a stopword list learned from the data): FTS5's bm25 costs time per matching row, and
         such words add little to the score. Searches do so in stores of more than `prune_min_docs` memories
         (the semantic half of a hybrid search still sees them); the similarity check on write (`own`) always
@@ -292,15 +293,18 @@ class MemoryStore:
     def _uncommon_terms(self, query: str, *, prune_from: int) -> list[str]:
         terms = list(dict.fromkeys(t for t in T.tokens(query) if t not in T.STOPWORDS))
         total, df = self._doc_freqs()
-        if total <= prune_from or len(terms) < 2:
+        if total < 2 * _MIN_COMMON_DOCS or len(terms) < 2:
             return terms
         for t in terms:
             if t not in df:
                 match = '"' + t.replace('"', '""') + '"'
                 sql = "SELECT count(*) FROM memories_fts WHERE memories_fts MATCH ?"
                 df[t] = self.conn.execute(sql, (match,)).fetchone()[0]
-        cap = max(min(self.common_term_df * total, self.max_term_docs), _MIN_COMMON_DOCS)
-        kept = [t for t in terms if df[t] <= cap]
+        # FTS5's bm25 gives a word in half of all rows or more an IDF of 1e-6: it costs time, adds nothing
+        cap = total / 2
+        if total > prune_from:
+            cap = min(cap, max(min(self.common_term_df * total, self.max_term_docs), _MIN_COMMON_DOCS))
+        kept = [t for t in terms if df[t] < cap]
         return kept or sorted(terms, key=lambda t: df[t])[:2]
 
     def _doc_freqs(self) -> tuple[int, dict[str, int]]:

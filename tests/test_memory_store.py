@@ -232,14 +232,12 @@ def test_common_terms_are_pruned_in_large_stores(tmp_path):
         # nothing rare: keep the two rarest
         assert s._uncommon_terms("project note", prune_from=prune) == ["project", "note"]
     with MemoryStore(tmp_path / "w.db", embedder="tfidf") as s:  # default: prune searches above 5000 only
-        s.import_records([f"project note {i}: component c{i} is owned by team t{i % 7}" for i in range(40)])
-        assert s._uncommon_terms("project component c12", prune_from=s.prune_min_docs) == [
-            "project",
-            "component",
-            "c12",
-        ]
-        # the similarity check on write always prunes, but never a word in fewer than 20 memories
-        assert s._uncommon_terms("project component c12 t3", prune_from=0) == ["c12", "t3"]
+        s.import_records([f"project note {i}: component c{i} is owned by team t{i % 3}" for i in range(100)])
+        # a word in half of all memories or more has a bm25 IDF of zero: always left out ...
+        assert s._uncommon_terms("project component c12 t0", prune_from=s.prune_min_docs) == ["c12", "t0"]
+        assert s.recall("project component c12", mode="keyword")[0].content.startswith("project note 12:")
+        # ... and the similarity check on write prunes words in 20 memories or more (t0 is in 34)
+        assert s._uncommon_terms("project component c12 t0", prune_from=0) == ["c12"]
         note_12 = s.recall("project note 12 component c12", mode="keyword", limit=1)[0]
         assert s._fts("project note 12: component c12 is owned by team t6", "default", 5)[0] == note_12.id
 
