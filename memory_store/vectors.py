@@ -244,7 +244,9 @@ class VectorIndex:
     def _load_rows(self, conn: sqlite3.Connection, after: int) -> tuple[np.ndarray, Any]:
         where, args = "m.id > ?", [after]
         if self.namespace is not None:
-            where += " AND m.namespace = ?"
+            # appending: walk the new ids by primary key ("+" keeps SQLite from scanning the whole namespace
+            # through its index and sorting it); rebuilding: the namespace index is the shorter walk
+            where += " AND m.namespace = ?" if after < 0 else " AND +m.namespace = ?"
             args.append(self.namespace)
         if self.embedder.dense:
             rows = conn.execute(
