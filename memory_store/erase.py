@@ -115,7 +115,7 @@ def forget(
     for name, sql in _CASCADES.items():
         receipt.counts[name] = sum(_count(conn, sql, chunk) for chunk in _chunks(chosen))
     receipt.counts["feedback"] = sum(store.feedback.served(chunk) for chunk in _chunks(chosen))
-    receipt.counts["neighbour_contexts"] = len(context.around(conn, chosen) - set(chosen))
+    receipt.counts["contexts_rebuilt"] = len(context.around(conn, chosen) - set(chosen))
     if dry_run or not chosen:
         return receipt
     now = time.time()

@@ -69,7 +69,7 @@ def test_forget_purges_the_text_from_neighbours_contexts(store):
     secret_id = ids[2]
     assert sum(SECRET in stored_context(store, i) for i in ids) == 4
     receipt = store.forget(ids=[secret_id])
-    assert receipt.counts["neighbour_contexts"] == 4 and receipt.residue_free
+    assert receipt.counts["contexts_rebuilt"] == 4 and receipt.residue_free
     assert residue(store.files(), [SECRET, "Marrakesh"]) == {SECRET: 0, "Marrakesh": 0}
     rest = [i for i in ids if i != secret_id]
     assert all(stored_context(store, i) == context.context_text(store.conn, i) for i in rest)
