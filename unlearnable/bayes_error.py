@@ -107,7 +107,9 @@ def median_sigma(z: torch.Tensor, *, scale: float = 0.5, max_points: int = 2048)
 SIGMA_GRID = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0)
 
 
-def loo_sigma(z: torch.Tensor, y: torch.Tensor, *, num_classes: int, grid: tuple[float, ...] = SIGMA_GRID) -> float:
+def loo_sigma(
+    z: torch.Tensor, y: torch.Tensor, *, num_classes: int, grid: tuple[float, ...] = SIGMA_GRID
+) -> float:
     """Kernel width by leave-one-out likelihood: the multiple of the median distance whose posterior best predicts y.
 
     A fixed width (the authors' 0.3) or the median heuristic can leave the posterior nearly uniform in a
