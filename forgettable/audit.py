@@ -3,16 +3,19 @@
 The paper (arXiv 2509.15230) reports retain/forget accuracy; its code has no MIA or extraction attack. Because
 the KL-to-uniform term makes a forgotten class's outputs uninformative for members and non-members alike, an
 output-level MIA near 0.5 proves little by itself, so every number here comes with a reference: the oracle's
-value, and for the MIA a positive control (the same attack on a retained class) showing the attack has power.
+value, and for the MIA positive controls (the same attack where members are known to be seen) showing its power.
 
 - retain / forget accuracy, unmasked (the forgotten logit stays in a shared head, nothing is hidden); retain
   accuracy before forgetting both unmasked and restricted to the retained classes (a weak model's confusions
   into the forgotten class become correct answers once it is gone, which the unmasked difference counts);
 - balanced membership inference: training members vs held-out samples of the same class, AUC with a bootstrap
-  95% CI; statistics `loss` (log-probability of the true class, Yeom et al.) when the model still has an
-  output for the class, and `confidence` (max log-probability, label-free) for every model, the oracle too;
-  two positive controls: the same attacks on a retained class (the issue's), and on the forgotten class in
-  the model *before* forgetting (same samples: does the attack see these members when the class is there?);
+  95% CI; statistics `loss` (the true class's log-odds, a monotone function of the loss, Yeom et al.) when the
+  model still has an output for the class, and `confidence` (the top class's log-odds, label-free) for every
+  model, the oracle too; both computed from logits (`logit_margin`) so that confident outputs do not tie, and
+  averaged over the training augmentations (`view_logits`); positive controls: the same attacks on a retained
+  class (the issue's), on all retained classes pooled (more samples: power to see a small effect), and on the
+  forgotten class in the model *before* forgetting (same samples: does the attack see these members when the
+  class is there?);
 - linear-probe leakage: logistic regression "forgotten class vs rest" on CLS features;
 - re-learning: a new prompt (plus a head row where the model lacks one) optimised on n samples per class;
 - checkpoint hygiene: no key, optimiser moment or saved tensor row with cosine > 0.9 to the deleted prompt.
@@ -29,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.special import logsumexp
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -85,6 +89,7 @@ class ModelAudit:
     forget_entropy: float
     mia: dict[str, MIAResult]
     mia_control: dict[str, MIAResult]
+    mia_control_pooled: dict[str, MIAResult]
     probe_auc: float
     probe_ci: tuple[float, float]
     relearn: list[RelearnPoint]
@@ -140,14 +145,66 @@ def mean_entropy(model: PreForgettableModel, data: LabeledImages) -> float:
     return float(-(np.where(p > 0, p * np.log(np.maximum(p, 1e-30)), 0)).sum(1).mean())
 
 
-def _statistic(model: PreForgettableModel, data: LabeledImages, statistic: str) -> np.ndarray | None:
-    logp = np.log(np.maximum(model.predict_proba(data.x), 1e-30))
-    if statistic == "confidence":
-        return logp.max(1)
+def logit_margin(logits: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """log(p / (1 - p)) of class `idx[i]` in row i, from the logits in float64.
+
+    The stable logit scaling of LiRA (Carlini et al., arXiv 2112.03570): a monotone function of the class's
+    probability (so the AUC is the loss attack's), without the float32 saturation that ties confident outputs
+    at p = 1 when computed from probabilities.
+    """
+    z = np.asarray(logits, np.float64)
+    rows = np.arange(len(z))
+    rest = z.copy()
+    rest[rows, idx] = -np.inf
+    with np.errstate(divide="ignore"):
+        return z[rows, idx] - logsumexp(rest, axis=1)
+
+
+STATISTICS = ("loss", "confidence")
+
+
+def _translate(x: torch.Tensor, dy: int, dx: int, pad: int) -> torch.Tensor:
+    """`x` moved by (dy, dx) pixels with reflect padding (the training augmentation, one fixed offset)."""
+    if not pad:
+        return x
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    return padded[..., pad + dy : pad + dy + h, pad + dx : pad + dx + w]
+
+
+@torch.no_grad()
+def view_logits(model: PreForgettableModel, images: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+    """Logits (V, N, C) on the views the model was trained with: shifts by {-s, 0, s} pixels per axis and, with
+    flips, their mirror images (one view for a model trained without augmentation).
+
+    Querying the training augmentations and averaging strengthens a membership attack (Carlini et al., LiRA,
+    arXiv 2112.03570): a member was fitted in every view, a non-member in none.
+    """
+    s = int(model.recipe.get("shift", 0))
+    flip = bool(model.recipe.get("hflip", False))
+    offsets = sorted({-s, 0, s})
+    was = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = model.preprocess(images[i : i + batch_size])
+        moved = [_translate(x, dy, dx, s) for dy in offsets for dx in offsets]
+        views = moved + [v.flip(-1) for v in moved] if flip else moved
+        out.append(torch.stack([model(v) for v in views]).cpu())
+    model.train(was)
+    if not out:
+        return np.zeros((1, 0, len(model.config.class_names)), np.float32)
+    return torch.cat(out, dim=1).numpy()
+
+
+def _scores(model: PreForgettableModel, data: LabeledImages, logits: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-sample statistics, averaged over views; `loss` only where the model has an output for the class."""
+    out = {"confidence": np.mean([logit_margin(z, z.argmax(1)) for z in logits], axis=0)}
     ids = _ids(model, data)
-    if (ids < 0).any() or (logp[np.arange(len(ids)), np.maximum(ids, 0)] <= math.log(1e-30)).any():
-        return None  # no output for the class: the loss attack is undefined
-    return logp[np.arange(len(ids)), ids]
+    rows = np.arange(len(ids))
+    if (ids >= 0).all() and np.isfinite(logits[:, rows, np.maximum(ids, 0)]).all():
+        out["loss"] = np.mean([logit_margin(z, ids) for z in logits], axis=0)
+    return out
 
 
 def membership_auc(
@@ -155,21 +212,25 @@ def membership_auc(
     members: LabeledImages,
     nonmembers: LabeledImages,
     *,
-    statistic: str = "loss",
     seed: int = 0,
     bootstrap: int = 200,
-) -> MIAResult | None:
-    """Balanced (equal-size) loss/confidence-threshold MIA; None when the statistic is undefined."""
+) -> dict[str, MIAResult]:
+    """Balanced (equal-size) threshold MIAs, one per statistic that is defined (`loss` needs a class output)."""
     rng = np.random.default_rng(seed)
     n = min(len(members), len(nonmembers))
+    if n < 2:
+        return {}
     mem = members.take(rng.permutation(len(members))[:n])
     non = nonmembers.take(rng.permutation(len(nonmembers))[:n])
-    s_mem, s_non = _statistic(model, mem, statistic), _statistic(model, non, statistic)
-    if s_mem is None or s_non is None or n < 2:
-        return None
+    s_mem = _scores(model, mem, view_logits(model, mem.x))
+    s_non = _scores(model, non, view_logits(model, non.x))
     labels = np.concatenate([np.ones(n, bool), np.zeros(n, bool)])
-    auc, low, high = auc_with_ci(labels, np.concatenate([s_mem, s_non]), rng=rng, bootstrap=bootstrap)
-    return MIAResult(statistic, auc, low, high, n, n)
+    out = {}
+    for stat in STATISTICS:
+        if stat in s_mem and stat in s_non:
+            scores = np.concatenate([s_mem[stat], s_non[stat]])
+            out[stat] = MIAResult(stat, *auc_with_ci(labels, scores, rng=rng, bootstrap=bootstrap), n, n)
+    return out
 
 
 def auc_with_ci(
@@ -314,20 +375,6 @@ def halves(holdout: LabeledImages, seed: int) -> tuple[LabeledImages, LabeledIma
     return holdout.take(np.flatnonzero(in_a)), holdout.take(np.flatnonzero(~in_a))
 
 
-def _mia(
-    model: PreForgettableModel, train: LabeledImages, holdout: LabeledImages, name: str, seed: int
-) -> dict[str, MIAResult]:
-    """Both MIA statistics on class `name`'s training members vs its held-out samples (where defined)."""
-    out = {}
-    for stat in ("loss", "confidence"):
-        result = membership_auc(
-            model, train.of_class(name), holdout.of_class(name), statistic=stat, seed=seed
-        )
-        if result is not None:
-            out[stat] = result
-    return out
-
-
 def audit_model(
     model: PreForgettableModel,
     *,
@@ -347,12 +394,20 @@ def audit_model(
         retain_acc=accuracy(model, _subset(part_b, retained)),
         forget_acc=accuracy(model, part_b.of_class(forgotten)),
         forget_entropy=mean_entropy(model, part_b.of_class(forgotten)),
-        mia=_mia(model, train, holdout, forgotten, seed),
-        mia_control=_mia(model, train, holdout, control, seed),
+        mia=membership_auc(model, train.of_class(forgotten), holdout.of_class(forgotten), seed=seed),
+        mia_control=membership_auc(model, train.of_class(control), holdout.of_class(control), seed=seed),
+        mia_control_pooled=membership_auc(
+            model, _subset(train, retained), _subset(holdout, retained), seed=seed
+        ),
         probe_auc=probe[0],
         probe_ci=(probe[1], probe[2]),
         relearn=relearn(model, part_a, part_b, forgotten, ns=ns, seed=seed, steps=relearn_steps),
     )
+
+
+def has_power(results: dict[str, MIAResult]) -> bool | None:
+    """Whether every statistic of a positive control finds members (95% CI above 0.5); None if none ran."""
+    return None if not results else all(r.ci_low > 0.5 for r in results.values())
 
 
 def audit_forgetting(
@@ -386,7 +441,9 @@ def audit_forgetting(
             "retain_acc_restricted": accuracy(before, _subset(part_b, retained), among=retained),
             "forget_acc": accuracy(before, part_b.of_class(forgotten)),
         }
-        report.mia_before = _mia(before, train, holdout, forgotten, seed)
+        report.mia_before = membership_auc(
+            before, train.of_class(forgotten), holdout.of_class(forgotten), seed=seed
+        )
     chance = 1 / report.n_classes
     margin = 1.96 * math.sqrt(chance * (1 - chance) / max(n_forget, 1))
     before_acc = report.before or {}
@@ -404,12 +461,9 @@ def audit_forgetting(
         None if mine is None or theirs is None else (theirs.ci_low <= mine.auc <= theirs.ci_high)
     )
     # Every statistic's control must find members, the confidence attack (the verdict above) included.
-    checks["mia_control_has_power"] = (
-        None if not pf.mia_control else all(r.ci_low > 0.5 for r in pf.mia_control.values())
-    )
-    checks["mia_before_has_power"] = (
-        None if not report.mia_before else all(r.ci_low > 0.5 for r in report.mia_before.values())
-    )
+    checks["mia_control_has_power"] = has_power(pf.mia_control)
+    checks["mia_control_pooled_has_power"] = has_power(pf.mia_control_pooled)
+    checks["mia_before_has_power"] = has_power(report.mia_before)
     checks["probe_not_above_oracle_ci"] = pf.probe_auc <= ref.probe_ci[1]
     checks["relearn_not_faster_than_oracle"] = all(
         a.forget_acc <= b.forget_acc + 1.96 * math.sqrt(max(p * (1 - p), 0.01) * 2 / max(n_forget, 1))
@@ -418,8 +472,8 @@ def audit_forgetting(
     )
     checks["checkpoint_hygiene"] = None if hygiene is None else hygiene.passed
     report.checks = checks
-    if checks["mia_control_has_power"] is False:
-        report.notes.append("the positive control has no power: an MIA AUC near 0.5 says nothing here")
+    if not any(checks[k] for k in ("mia_control_has_power", "mia_control_pooled_has_power")):
+        report.notes.append("the positive controls have no power: an MIA AUC near 0.5 says nothing here")
     if hygiene is not None and hygiene.max_cosine is None:
         report.notes.append("cosine hygiene not run: the deleted prompt was not available (pass --original)")
     return report

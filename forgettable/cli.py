@@ -287,6 +287,8 @@ def render_report(report: AuditReport) -> str:
         row(f"MIA AUC ({stat})", a.auc if a else None, b.auc if b else None)
         a, b = m.mia_control.get(stat), o.mia_control.get(stat)
         row(f"  control MIA AUC ({stat})", a.auc if a else None, b.auc if b else None)
+        a, b = m.mia_control_pooled.get(stat), o.mia_control_pooled.get(stat)
+        row(f"  pooled control ({stat})", a.auc if a else None, b.auc if b else None)
         if report.mia_before:
             a = report.mia_before.get(stat)
             row(f"  before forgetting ({stat})", a.auc if a else None, None)

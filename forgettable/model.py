@@ -146,6 +146,16 @@ class PreForgettableModel(nn.Module):
         return self.logits(self.features(x, ids))
 
     @torch.no_grad()
+    def predict_logits(self, images: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+        """All C logits (N, C) for uint8 images with the remaining bank (-inf: a deleted prompt-tied row)."""
+        was = self.training
+        self.eval()
+        out = [
+            self(self.preprocess(images[i : i + batch_size])).cpu() for i in range(0, len(images), batch_size)
+        ]
+        self.train(was)
+        return torch.cat(out).numpy() if out else np.zeros((0, len(self.config.class_names)), np.float32)
+
     def predict_proba(
         self, images: np.ndarray, *, batch_size: int = 256, mask_forgotten: bool = False
     ) -> np.ndarray:
@@ -154,18 +164,12 @@ class PreForgettableModel(nn.Module):
         Unmasked by default (what the audit measures: a shared head keeps the forgotten class's logit);
         `mask_forgotten=True` renormalises over the classes still present, so a deleted class is never output.
         """
-        was = self.training
-        self.eval()
-        absent = torch.ones(len(self.config.class_names), dtype=torch.bool)
-        absent[self.config.present or []] = False
-        out = []
-        for i in range(0, len(images), batch_size):
-            logits = self(self.preprocess(images[i : i + batch_size])).cpu()
-            if mask_forgotten:
-                logits = logits.masked_fill(absent, -math.inf)
-            out.append(F.softmax(logits, -1))
-        self.train(was)
-        return torch.cat(out).numpy() if out else np.zeros((0, len(self.config.class_names)), np.float32)
+        logits = torch.from_numpy(self.predict_logits(images, batch_size=batch_size))
+        if mask_forgotten:
+            absent = torch.ones(len(self.config.class_names), dtype=torch.bool)
+            absent[self.config.present or []] = False
+            logits = logits.masked_fill(absent, -math.inf)
+        return F.softmax(logits, -1).numpy()
 
     # -- forgetting ------------------------------------------------------------------------------------------
     def forget(self, class_names: list[str]) -> PreForgettableModel:

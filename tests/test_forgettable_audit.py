@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from forgettable.audit import accuracy, auc_with_ci, membership_auc
+from forgettable.audit import accuracy, auc_with_ci, logit_margin, membership_auc, view_logits
 from forgettable.config import ForgettableConfig
 from forgettable.data import LabeledImages
 from forgettable.model import PreForgettableModel
@@ -38,6 +38,16 @@ def test_auc_with_ci_equals_sklearn_on_every_resample():
         auc_with_ci(np.ones(5, bool), scores[:5], rng=replay)
 
 
+def test_logit_margin_is_the_log_odds_and_does_not_saturate():
+    logits = np.array([[2.0, 0.0, -1.0], [30.0, 0.0, 0.0], [40.0, 0.0, 0.0], [0.0, -np.inf, 1.0]], np.float32)
+    p = np.exp(logits[0]) / np.exp(logits[0]).sum()
+    margins = logit_margin(logits, np.array([0, 0, 0, 2]))
+    assert margins[0] == pytest.approx(np.log(p[0] / (1 - p[0])))
+    probs = torch.softmax(torch.from_numpy(logits[1:3]), -1)[:, 0]
+    assert probs[0] == probs[1] == 1.0 and margins[2] > margins[1]  # p ties at 1.0 in float32; margins do not
+    assert margins[3] == pytest.approx(1.0)  # a -inf (deleted tied-head) logit adds no mass
+
+
 def test_mia_loss_statistic_needs_an_output_for_the_class():
     torch.manual_seed(0)
     cfg = ForgettableConfig(
@@ -47,11 +57,29 @@ def test_mia_loss_statistic_needs_an_output_for_the_class():
     rng = np.random.default_rng(0)
     data = LabeledImages(rng.integers(0, 255, (40, 8, 8, 1), dtype=np.uint8), np.full(40, 2), ["a", "b", "c"])
     members, nonmembers = data.take(np.arange(20)), data.take(np.arange(20, 40))
-    assert membership_auc(oracle, members, nonmembers, statistic="loss") is None
-    result = membership_auc(oracle, members, nonmembers, statistic="confidence")
-    assert result is not None and result.n_members == result.n_nonmembers == 20
+    results = membership_auc(oracle, members, nonmembers)
+    assert "loss" not in results  # no output for class c: the loss attack is undefined
+    result = results["confidence"]
+    assert result.n_members == result.n_nonmembers == 20
     assert result.ci_low <= result.auc <= result.ci_high
     assert accuracy(oracle, data) == 0.0  # no output for class c: never right
     only_a = LabeledImages(data.x, np.zeros(40, np.int64), ["a", "b", "c"])
     assert accuracy(oracle, only_a, among=["a"]) == 1.0  # the argmax restricted to one class
     assert accuracy(oracle, only_a, among=["b"]) == 0.0
+
+
+def test_view_logits_query_the_training_augmentations():
+    torch.manual_seed(0)
+    cfg = ForgettableConfig(
+        ["a", "b"], backbone="tiny-vit-8", image_size=8, channels=1, patch_size=2, dim=32, depth=2, heads=2
+    )
+    model = PreForgettableModel(cfg).eval()
+    images = np.random.default_rng(0).integers(0, 255, (5, 8, 8, 1), dtype=np.uint8)
+    plain = view_logits(model, images)
+    assert plain.shape == (1, 5, 2) and np.allclose(plain[0], model.predict_logits(images), atol=1e-6)
+    model.recipe = {"shift": 1, "hflip": True}
+    views = view_logits(model, images)
+    assert views.shape == (18, 5, 2)  # 3 x 3 shifts, each also mirrored
+    assert any(np.allclose(v, plain[0], atol=1e-6) for v in views)  # the unshifted view is one of them
+    flipped = model.predict_logits(images[:, :, ::-1].copy())
+    assert any(np.allclose(v, flipped, atol=1e-5) for v in views)
