@@ -658,6 +658,18 @@ def write_markdown(res: dict[str, Any], path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def current_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs (oldest first) that still own a section: a later run of the same section replaces it."""
+    later: set[str] = set()
+    kept = []
+    for run in reversed(runs):
+        sections = set(run["sections"].split(","))
+        if not sections <= later:
+            kept.append(run)
+        later |= sections
+    return kept[::-1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
@@ -674,7 +686,7 @@ def main() -> None:
     embedders = ["tfidf"] + (["minilm"] if minilm_available() else [])
     t0 = time.time()
     res: dict[str, Any] = {
-        "command": "python bench/memory_bench.py " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python bench/memory_bench.py", *sys.argv[1:]]),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared), Python "
         f"{platform.python_version()}, "
         f"SQLite {sqlite3.sqlite_version}",
@@ -686,9 +698,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="memory-bench-"))
 
     command = res.pop("command")
-    runs = [r for r in res.get("runs", []) if r["command"] != command] + [
-        {"command": command, "when": res.pop("when"), "sections": args.only, "wall_s": 0.0}
-    ]
+    runs = current_runs(
+        [r for r in res.get("runs", []) if r["command"] != command]
+        + [{"command": command, "when": res.pop("when"), "sections": args.only, "wall_s": 0.0}]
+    )
     res["runs"] = runs
     for stale in ("command", "when", "wall_s"):
         res.pop(stale, None)

@@ -46,6 +46,8 @@ _INSERT = (
 )
 _EVENT = "INSERT INTO events (memory_id, agent_id, kind, detail, created_at) VALUES (?, ?, ?, ?, ?)"
 # (near-duplicate, contradiction, graph edge) similarity thresholds per embedder
+# bm25's share of a hybrid score per embedder, chosen on two LoCoMo dev conversations (bench/results/memory.md)
+_KEYWORD_WEIGHT = {"minilm": 0.8, "tfidf": 0.9}
 _MIN_COMMON_DOCS = 20  # a word in fewer memories than this is never "common"
 _THRESHOLDS = {"minilm": (0.95, 0.70, 0.45), "tfidf": (0.90, 0.50, 0.30)}
 
@@ -113,8 +115,8 @@ class MemoryStore:
     Args:
         embedder: "minilm" (the `semantic` extra), "tfidf", or "auto" (what the database was built with).
         fusion: "minmax" mixes min-max normalised bm25 and semantic scores, "rrf" is reciprocal-rank fusion
-            with `rrf_k`; both weigh bm25 by `keyword_weight`. Defaults were tuned on LoCoMo dev conversations
-            (bench/results/memory.md).
+            with `rrf_k`; both weigh bm25 by `keyword_weight` (default: 0.8 with MiniLM, 0.9 with TF-IDF).
+            The defaults of these knobs were chosen on LoCoMo dev conversations (bench/results/memory.md).
         quarantine_below: non-user writes are quarantined when the writer's trust falls under this.
         min_trust: memories of agents below this trust are not served (unless include_quarantined).
         trust_weight: ranking score is multiplied by trust ** trust_weight (0 disables the weighting).
@@ -139,7 +141,7 @@ class MemoryStore:
         embedder: str = "auto",
         busy_timeout: float = 10.0,
         fusion: str = "minmax",
-        keyword_weight: float = 0.8,
+        keyword_weight: float | None = None,
         context_weight: float = 0.3,
         rrf_k: int = 10,
         quarantine_below: float = 0.5,
@@ -157,10 +159,9 @@ class MemoryStore:
         self.busy_timeout = busy_timeout
         if fusion not in ("minmax", "rrf"):
             raise ConfigError(f"unknown fusion {fusion!r}; choose minmax or rrf")
-        if not 0.0 <= keyword_weight <= 1.0:
+        if keyword_weight is not None and not 0.0 <= keyword_weight <= 1.0:
             raise ConfigError(f"keyword_weight must be within [0, 1], got {keyword_weight}")
         self.fusion = fusion
-        self.keyword_weight = keyword_weight
         if context_weight < 0.0:
             raise ConfigError(f"context_weight must be >= 0, got {context_weight}")
         self.context_weight = context_weight
@@ -178,6 +179,9 @@ class MemoryStore:
         self._df_cache: tuple[Any, int, dict[str, int]] = (None, 0, {})
         self.conn = db.connect(self.path or ":memory:", busy_timeout=busy_timeout)
         self.embedder = self._choose_embedder(embedder)
+        self.keyword_weight = (
+            _KEYWORD_WEIGHT[self.embedder.name] if keyword_weight is None else keyword_weight
+        )
         self.near_duplicate, self.contradiction_similarity, self.edge_similarity = _THRESHOLDS[
             self.embedder.name
         ]
