@@ -3,10 +3,10 @@
 A memory is often a fragment that only makes sense next to what was said around it ("Yes, it was amazing!"
 answers the turn before). Like "contextual retrieval" (prepending a chunk's surroundings before indexing it),
 the `context` column of the FTS5 index holds the text of the `WINDOW` memories before and after it in the same
-namespace and session by the same agent (a quarantined neighbour keeps its place but lends no text). The column has its own (lower) bm25 weight, so a memory
-is found by words its neighbours used while its own words still count most. Memories without a session have
-no context. Context is derived data: it is rebuilt on every change to a window (a write, a status change, an
-erasure), so erased text never survives in a neighbour's context.
+namespace and session by the same agent; a quarantined neighbour keeps its place but lends no text. The column
+has its own (lower) bm25 weight, so a memory is found by words its neighbours used while its own words still
+count most. Memories without a session have no context. Context is derived data, rebuilt on every change to a
+window (a write, a status change, an erasure), so erased text never survives in a neighbour's context.
 """
 
 from __future__ import annotations

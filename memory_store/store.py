@@ -46,10 +46,10 @@ _INSERT = (
 )
 _EVENT = "INSERT INTO events (memory_id, agent_id, kind, detail, created_at) VALUES (?, ?, ?, ?, ?)"
 # (near-duplicate, contradiction, graph edge) similarity thresholds per embedder
+_THRESHOLDS = {"minilm": (0.95, 0.70, 0.45), "tfidf": (0.90, 0.50, 0.30)}
 # bm25's share of a hybrid score per embedder, chosen on two LoCoMo dev conversations (bench/results/memory.md)
 _KEYWORD_WEIGHT = {"minilm": 0.8, "tfidf": 0.9}
 _MIN_COMMON_DOCS = 20  # a word in fewer memories than this is never "common"
-_THRESHOLDS = {"minilm": (0.95, 0.70, 0.45), "tfidf": (0.90, 0.50, 0.30)}
 
 
 def default_path() -> Path:
@@ -267,15 +267,14 @@ class MemoryStore:
     ) -> list[tuple[int, float]]:
         """FTS5 matches, best first, with their bm25 relevance (negated, so higher is better).
 
-        Columns are weighted content 1.0, tags 0.5, context `context_weight`; `own` matches content and tags only.
+        Columns weigh content 1.0, tags 0.5 and context `context_weight`; `own` matches content and tags only.
 
-        OR-queries leave out words found in half of all memories or more (FTS5's bm25 scores them zero), and
-        words found in more than `common_term_df` of all memories or in more than
-        `max_term_docs` (a stopword list learned from the data): FTS5's bm25 costs time per matching row, and
-        such words add little to the score. Searches do so in stores of more than `prune_min_docs` memories
-        (the semantic half of a hybrid search still sees them); the similarity check on write (`own`) always
-        does, as a "more like this" query: a memory that shares only common words is no near-duplicate or
-        contradiction, and the vector index proposes neighbours as well.
+        FTS5's bm25 costs time per matching row, so OR-queries leave out common words: always those in half of
+        all memories or more (bm25 gives them an IDF of zero), and, in stores of more than `prune_min_docs`
+        memories, those in more than `common_term_df` of them or more than `max_term_docs` (a stopword list
+        learned from the data; the semantic half of a hybrid search still sees them). The similarity check on
+        write (`own`) always prunes, as a "more like this" query: a memory that shares only common words is no
+        near-duplicate or contradiction, and the vector index proposes neighbours as well.
         """
         if mode == "any":
             query = " ".join(self._uncommon_terms(query, prune_from=0 if own else self.prune_min_docs))
