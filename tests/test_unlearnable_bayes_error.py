@@ -8,9 +8,11 @@ import torch
 from unlearnable.bayes_error import bayes_error, loo_sigma, median_sigma, posterior
 
 
-def dense_reference(z, y, sigma, classes):
+def dense_reference(z, y, sigma, classes, partner=None):
     d2 = torch.cdist(z, z) ** 2
     k = torch.exp(-d2 / (2 * sigma**2)) * (1 - torch.eye(len(z), dtype=z.dtype))
+    if partner is not None:
+        k = k * ((y[None] == y[:, None]) | (y[None] == partner[y][:, None]))
     post = k @ torch.nn.functional.one_hot(y, classes).to(z.dtype) / k.sum(1, keepdim=True)
     return (1 - post.max(1).values).mean()
 
@@ -35,6 +37,45 @@ def test_value_and_gradient_match_dense_autograd(chunk):
     (g_ref,) = torch.autograd.grad(ref, z)
     assert float(ours) == pytest.approx(float(ref), abs=1e-12)
     assert torch.allclose(g_ours, g_ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("chunk", [3, 64])
+def test_pairwise_estimate_matches_dense_autograd_and_finite_differences(chunk):
+    torch.manual_seed(2)
+    z = torch.randn(40, 5, dtype=torch.float64, requires_grad=True)
+    y = torch.arange(40) % 4
+    partner = torch.tensor([1, 0, 3, 2])
+    ours = bayes_error(z, y, sigma=1.1, chunk=chunk, partner=partner)
+    ref = dense_reference(z, y, 1.1, 4, partner)
+    assert float(ours) == pytest.approx(float(ref), abs=1e-12)
+    assert torch.allclose(torch.autograd.grad(ours, z)[0], torch.autograd.grad(ref, z)[0], atol=1e-12)
+    assert torch.autograd.gradcheck(
+        lambda z: bayes_error(z, y, sigma=1.1, chunk=chunk, partner=partner), (z,), eps=1e-6, atol=1e-7
+    )
+
+
+def test_pairwise_ascent_moves_a_class_towards_its_partner_only():
+    # three well-separated classes; classes 0 and 1 are partners, class 2 has none (its own): ascending the pairwise
+    # estimate moves class 0 towards class 1 and not towards class 2
+    torch.manual_seed(3)
+    centres = torch.tensor([[0.0, 0.0], [4.0, 0.0], [0.0, 4.0]], dtype=torch.float64)
+    y = torch.arange(60) % 3
+    z = (centres[y] + 0.5 * torch.randn(60, 2, dtype=torch.float64)).requires_grad_(True)
+    partner = torch.tensor([1, 0, 2])
+    bayes_error(z, y, sigma=1.0, partner=partner).backward()
+    step = z.grad[y == 0].mean(0)
+    assert float(step @ (centres[1] - centres[0])) > 5 * abs(float(step @ (centres[2] - centres[0])))
+    assert float(z.grad[y == 2].abs().max()) == 0
+
+
+def test_a_sample_with_nobody_to_compare_with_counts_as_unconfused():
+    z = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor(
+        [0, 1, 2]
+    )  # class 2 is its own partner and has a single sample: nobody to compare it with
+    err = bayes_error(z, y, sigma=1.0, partner=torch.tensor([1, 0, 2]))
+    err.backward()
+    assert torch.isfinite(err) and torch.isfinite(z.grad).all()
 
 
 def test_estimate_recovers_known_bayes_error_of_two_gaussians():

@@ -23,12 +23,32 @@ from __future__ import annotations
 import torch
 
 
-def _kernel_rows(z_rows: torch.Tensor, z: torch.Tensor, rows: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Kernel rows K[rows, :], diagonal zeroed, each row rescaled by a positive constant (posterior-invariant)."""
+def _kernel_rows(
+    z_rows: torch.Tensor,
+    z: torch.Tensor,
+    rows: torch.Tensor,
+    sigma: float,
+    allowed: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Kernel rows K[rows, :], diagonal (and columns not `allowed`) zeroed, each row rescaled by a positive constant
+    (posterior-invariant)."""
     d2 = (z_rows.pow(2).sum(1, keepdim=True) + z.pow(2).sum(1) - 2 * z_rows @ z.T).clamp_min_(0)
     d2[torch.arange(len(rows), device=z.device), rows] = float("inf")
-    d2 = d2 - d2.min(1, keepdim=True).values
-    return torch.exp(-d2 / (2 * sigma**2))
+    if allowed is not None:
+        d2.masked_fill_(~allowed, float("inf"))
+    low = d2.min(1, keepdim=True).values
+    return torch.exp(-(d2 - low.masked_fill_(low.isinf(), 0)) / (2 * sigma**2))
+
+
+def _nonzero(total: torch.Tensor) -> torch.Tensor:
+    return torch.where(total > 0, total, torch.ones_like(total))
+
+
+def _allowed(y_rows: torch.Tensor, y: torch.Tensor, partner: torch.Tensor | None) -> torch.Tensor | None:
+    """With a `partner` class per class, row i only sees samples of its own class and of its partner's."""
+    if partner is None:
+        return None
+    return (y.unsqueeze(0) == y_rows.unsqueeze(1)) | (y.unsqueeze(0) == partner[y_rows].unsqueeze(1))
 
 
 def _chunks(n: int, chunk: int, device: torch.device):
@@ -37,24 +57,34 @@ def _chunks(n: int, chunk: int, device: torch.device):
 
 
 def posterior(
-    z: torch.Tensor, y: torch.Tensor, *, sigma: float, num_classes: int, chunk: int = 1024
+    z: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    sigma: float,
+    num_classes: int,
+    chunk: int = 1024,
+    partner: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Leave-one-out kernel posterior p(c | z_i), shape (N, C); no gradient."""
+    """Leave-one-out kernel posterior p(c | z_i), shape (N, C); no gradient.
+
+    A row with no neighbour it may see (possible only with `partner`) keeps its own class: no confusion, no gradient.
+    """
     z = z.detach()
     onehot = torch.nn.functional.one_hot(y, num_classes).to(z.dtype)
     out = []
     for rows in _chunks(len(z), chunk, z.device):
-        k = _kernel_rows(z[rows], z, rows, sigma)
-        out.append((k @ onehot) / k.sum(1, keepdim=True))
+        k = _kernel_rows(z[rows], z, rows, sigma, _allowed(y[rows], y, partner))
+        total = k.sum(1, keepdim=True)
+        out.append(torch.where(total > 0, (k @ onehot) / _nonzero(total), onehot[rows]))
     return torch.cat(out)
 
 
 class _BayesErrorRBF(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, z: torch.Tensor, y: torch.Tensor, sigma: float, num_classes: int, chunk: int):
-        post = posterior(z, y, sigma=sigma, num_classes=num_classes, chunk=chunk)
+    def forward(ctx, z, y, sigma: float, num_classes: int, chunk: int, partner: torch.Tensor | None):
+        post = posterior(z, y, sigma=sigma, num_classes=num_classes, chunk=chunk, partner=partner)
         ctx.save_for_backward(z.detach(), y, post.argmax(1))
-        ctx.sigma, ctx.chunk = sigma, chunk
+        ctx.sigma, ctx.chunk, ctx.partner = sigma, chunk, partner
         return (1 - post.max(1).values).mean()
 
     @staticmethod
@@ -66,9 +96,9 @@ class _BayesErrorRBF(torch.autograd.Function):
         a_z = torch.zeros_like(z)
         at_z = torch.zeros_like(z)
         for rows in _chunks(n, ctx.chunk, z.device):
-            k = _kernel_rows(z[rows], z, rows, ctx.sigma)
+            k = _kernel_rows(z[rows], z, rows, ctx.sigma, _allowed(y[rows], y, ctx.partner))
             m = (y.unsqueeze(0) == yhat[rows].unsqueeze(1)).to(z.dtype)
-            zsum = k.sum(1, keepdim=True)
+            zsum = _nonzero(k.sum(1, keepdim=True))  # an empty row has k = 0, so a = 0
             nsum = (k * m).sum(1, keepdim=True)
             a = k * (m * zsum - nsum) / zsum.pow(2)
             row_sum[rows] = a.sum(1)
@@ -76,13 +106,23 @@ class _BayesErrorRBF(torch.autograd.Function):
             a_z[rows] = a @ z
             at_z += a.T @ z[rows]
         grad = ((row_sum + col_sum).unsqueeze(1) * z - a_z - at_z) / (n * ctx.sigma**2)
-        return grad_out * grad, None, None, None, None
+        return grad_out * grad, None, None, None, None, None
 
 
 def bayes_error(
-    z: torch.Tensor, y: torch.Tensor, *, sigma: float, num_classes: int | None = None, chunk: int = 1024
+    z: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    sigma: float,
+    num_classes: int | None = None,
+    chunk: int = 1024,
+    partner: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Kernel estimate of the Bayes error of features `z` (N, D) with integer labels `y` (N,); differentiable in z.
+
+    With `partner` (one class index per class), the estimate is that of the pairwise problems "class c vs its partner":
+    each sample's posterior is taken over its own class and its partner's only. Raising it moves every class into one
+    other class's region instead of spreading it over all of them (see `beo.py`).
 
     Example:
         >>> z = torch.randn(100, 8, requires_grad=True); y = torch.randint(0, 3, (100,))
@@ -93,7 +133,9 @@ def bayes_error(
     if len(z) < 2:
         raise ValueError("the Bayes error estimate needs at least two samples")
     classes = int(num_classes if num_classes is not None else int(y.max()) + 1)
-    return _BayesErrorRBF.apply(z, y.long(), float(sigma), classes, int(chunk))
+    if partner is not None and partner.shape != (classes,):
+        raise ValueError(f"partner needs one class per class ({classes}), got shape {tuple(partner.shape)}")
+    return _BayesErrorRBF.apply(z, y.long(), float(sigma), classes, int(chunk), partner)
 
 
 def median_sigma(z: torch.Tensor, *, scale: float = 0.5, max_points: int = 2048) -> float:

@@ -42,6 +42,7 @@ class BEO(Perturber):
         self,
         *,
         sigma: float | str = "loo",
+        pairs: bool = False,
         refit_every: int = 1,
         refit_epochs: int = 1,
         warmup_epochs: int = 3,
@@ -52,8 +53,9 @@ class BEO(Perturber):
             raise ValueError(f"refit_every must be >= 1, got {refit_every}")
         if isinstance(sigma, str) and sigma not in ("loo", "median"):
             raise ValueError(f"sigma must be a number, 'loo' or 'median', got {sigma!r}")
-        self.sigma, self.refit_every = sigma, refit_every
+        self.sigma, self.pairs, self.refit_every = sigma, pairs, refit_every
         self.refit_epochs, self.warmup_epochs = refit_epochs, warmup_epochs
+        self.partner: torch.Tensor | None = None
 
     def embed(self, views: torch.Tensor) -> torch.Tensor:
         size = self.surrogate.input_size
@@ -70,11 +72,14 @@ class BEO(Perturber):
         return median_sigma(z) if self.sigma == "median" else float(self.sigma)
 
     @torch.no_grad()
-    def estimate(self, bank: PerturbationBank, y: torch.Tensor) -> float:
-        """Bayes-error estimate of the whole current set (for the history; not used by the optimisation)."""
-        z = torch.cat([self.embed(bank.views(ids)[0]) for ids in torch.arange(bank.n).split(512)])
-        classes = int(y.max()) + 1
-        return float(bayes_error(z, y, sigma=self.kernel_width(z, y, classes), num_classes=classes))
+    def nearest_classes(self, bank: PerturbationBank, y: torch.Tensor, classes: int) -> torch.Tensor:
+        """Each class's nearest other class, by the distance of class means in the surrogate's feature space."""
+        z = torch.cat(
+            [self.surrogate.features(bank.views(ids)[0]) for ids in torch.arange(bank.n).split(512)]
+        )
+        means = torch.stack([z[y == c].mean(0) for c in range(classes)])
+        dist = torch.cdist(means, means).fill_diagonal_(float("inf"))
+        return dist.argmin(1)
 
     def perturb(self, bank: PerturbationBank, y: torch.Tensor) -> list[dict[str, Any]]:
         classes = int(y.max()) + 1
@@ -85,6 +90,9 @@ class BEO(Perturber):
                 info["surrogate_train_acc"] = round(
                     self.surrogate.fit(bank.all_views(), y, epochs=epochs, gen=self.gen), 4
                 )
+            if self.pairs and self.partner is None:
+                self.partner = self.nearest_classes(bank, y, classes)
+                info["partner"] = self.partner.tolist()
             total, count, sigma = 0.0, 0, None
             for ids in self.batches(bank.n):
                 views, leaves = bank.views(ids, grad=True)
@@ -92,7 +100,7 @@ class BEO(Perturber):
                 if sigma is None:  # once per pass, on the first batch
                     sigma = self.kernel_width(z.detach(), y[ids], classes)
                     info["sigma"] = round(sigma, 5)
-                err = bayes_error(z, y[ids], sigma=sigma, num_classes=classes)
+                err = bayes_error(z, y[ids], sigma=sigma, num_classes=classes, partner=self.partner)
                 err.backward()
                 bank.step(leaves, levels=self.step_levels, direction=+1)
                 total, count = total + float(err.detach()) * len(ids), count + len(ids)
