@@ -126,7 +126,7 @@ def test_jpeg_output_reports_what_reencoding_keeps(photos, tmp_path):
     assert (out / "0.jpg").exists()
 
 
-@pytest.mark.parametrize("method", ["beo", "em", "em-class"])
+@pytest.mark.parametrize("method", ["beo", "em", "em-class", "adv"])
 def test_npz_round_trip(tmp_path, method):
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (24, 8, 8, 3), dtype=np.uint8)

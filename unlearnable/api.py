@@ -16,6 +16,7 @@ from protect.batch import CopyJob, WriteOptions
 from protect.devices import resolve_device, resolve_precision, seeded_generator
 from protect.errors import ConfigError, UnknownNameError
 from protect.imageio import Picture
+from unlearnable.adv import AdversarialPoison
 from unlearnable.bank import PerturbationBank
 from unlearnable.beo import BEO
 from unlearnable.em import EM
@@ -26,7 +27,7 @@ from unlearnable.surrogates import create_surrogate
 
 log = logging.getLogger(__name__)
 
-METHODS = ("beo", "em", "em-class")
+METHODS = ("beo", "em", "em-class", "adv")
 CHUNK_BYTES = 1.5e9  # originals + perturbations held at once; larger folders are protected in chunks
 
 
@@ -53,7 +54,7 @@ class ProtectConfig:
         return int(np.floor(self.epsilon * 255 + 1e-6))
 
 
-DEFAULT_STEPS = {"beo": 20, "em": 10, "em-class": 10}
+DEFAULT_STEPS = {"beo": 20, "em": 10, "em-class": 10, "adv": 20}
 
 
 def _perturber(config: ProtectConfig, surrogate, callback: Callback | None) -> Perturber:
@@ -70,6 +71,8 @@ def _perturber(config: ProtectConfig, surrogate, callback: Callback | None) -> P
     )
     if config.method == "beo":
         return BEO(refit_every=config.refit_every, **common)
+    if config.method == "adv":
+        return AdversarialPoison(**common)
     if config.method in ("em", "em-class"):
         return EM(mode="class" if config.method == "em-class" else "sample", **common)
     raise UnknownNameError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")

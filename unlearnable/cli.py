@@ -32,7 +32,8 @@ from unlearnable.surrogates import check_surrogate
     type=click.Choice(METHODS + ("t2ue",)),
     default="beo",
     show_default=True,
-    help="beo: Bayes-error optimisation; em / em-class: error-minimising noise; t2ue: noise from captions.",
+    help="beo: Bayes-error optimisation; em / em-class: error-minimising noise; adv: targeted adversarial "
+    "poison; t2ue: noise from captions.",
 )
 @epsilon_option("L-infinity bound per pixel (t2ue: set when training the generator).")
 @click.option(
@@ -49,7 +50,7 @@ from unlearnable.surrogates import check_surrogate
     help="Feature space: scratch, open_clip:MODEL:TAG or torchvision:resnet18.",
 )
 @click.option(
-    "--steps", type=click.IntRange(0), default=None, help="Optimisation passes (default: beo 20, em 10)."
+    "--steps", type=click.IntRange(0), default=None, help="Optimisation passes (default: beo 20, em 10, adv 20)."
 )
 @click.option(
     "--refit-every",
