@@ -171,14 +171,19 @@ def surrogate_losses(
     batch_size: int = 128,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Mean surrogate InfoNCE on clean and on protected pairs (generator in eval mode, as at generation time)."""
+    """Mean surrogate InfoNCE on clean and on protected pairs (generator in eval mode, as at generation time).
+
+    Batches are drawn from a seeded shuffle, like the training batches: InfoNCE depends on what shares a batch, and
+    batches in file order (e.g. only CIFAR captions, many of one class) would score a different task.
+    """
     generator.eval()
     x01 = to_tensor01(x_uint8)
     bank = TextBank(surrogate, captions, states=generator.config.arch == "unet")
     gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(captions), generator=gen)
     clean, prot = [], []
     for b in range(0, len(captions) - batch_size + 1 if len(captions) >= batch_size else 1, batch_size):
-        idx = torch.arange(b, min(b + batch_size, len(captions)))
+        idx = order[b : b + batch_size]
         z = torch.randn((len(idx), *generator.z_shape), generator=gen).to(bank.emb.device)
         clean.append(protected_loss(surrogate, generator, x01, bank, idx, None).item())
         prot.append(protected_loss(surrogate, generator, x01, bank, idx, z).item())
