@@ -41,7 +41,7 @@ class ProtectConfig:
     labels: str = "auto"
     surrogate: str = "scratch"
     resolution: int | None = None
-    refit_every: int = 1
+    refit_every: int = 5
     batch_size: int = 512
     clusters: int | None = None
     seed: int = 0

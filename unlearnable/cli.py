@@ -50,14 +50,17 @@ from unlearnable.surrogates import check_surrogate
     help="Feature space: scratch, open_clip:MODEL:TAG or torchvision:resnet18.",
 )
 @click.option(
-    "--steps", type=click.IntRange(0), default=None, help="Optimisation passes (default: beo 20, em 10, adv 20)."
+    "--steps",
+    type=click.IntRange(0),
+    default=None,
+    help="Optimisation passes (default: beo 20, em 10, adv 20).",
 )
 @click.option(
     "--refit-every",
     type=click.IntRange(1),
-    default=1,
+    default=5,
     show_default=True,
-    help="BEO: refit the scratch surrogate every K passes (1 = closest to the paper).",
+    help="BEO: refit the scratch surrogate on the perturbed images every K passes (1 = closest to the paper).",
 )
 @click.option(
     "--resolution",

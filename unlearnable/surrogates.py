@@ -90,7 +90,7 @@ def create_surrogate(
     num_classes: int,
     device: torch.device,
     size: int = 32,
-    width: int = 16,
+    width: int = 32,
     precision: str = "fp32",
 ) -> Surrogate:
     """Build a surrogate from `scratch`, `open_clip:MODEL:TAG` or `torchvision:resnet18`."""
