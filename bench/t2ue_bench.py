@@ -13,8 +13,7 @@ Protocol (all on CPU, data from bench/t2ue_data.py, documented in bench/T2UE_DAT
 4. Supervised victims: the lead's harness (`unlearnable.victim.train_victim`, ResNet-18 at width 16, bf16 autocast)
    on the whole private CIFAR half (5000 images, 30 epochs): clean, T2UE p=1, p=0.5 (with its clean-only baseline),
    JPEG-75 of the protected set, and class-wise random noise (a fixed uniform pattern per class). The earlier recipe
-   (2000 images, 15 epochs) was too weak to show anything: it reached 49% train accuracy on clean data and could not
-   even fit a trivial shortcut (one constant +-8/255 colour per class: 65% train accuracy).
+   (2000 images, 15 epochs) was too weak to show anything: it underfit even clean data (49.1% train accuracy).
 5. Speed: noise generation from captions at 32x32 (1 and 2 torch threads) and 224x224, best of 3 passes (the machine
    is shared), vs the EM arm's per-image PGD against the same surrogate, which needs the images.
 
