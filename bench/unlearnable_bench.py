@@ -90,7 +90,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     skip = set(filter(None, args.skip.split(",")))
     ps = [float(p) for p in args.ps.split(",")]
-    config = {k: v for k, v in vars(args).items() if k not in ("resume", "skip")}  # what the numbers depend on
+    # what the numbers depend on
+    config = {k: v for k, v in vars(args).items() if k not in ("resume", "skip")}
     res = Results("unlearnable", config, resume=args.resume)
     data = load_cifar(args.train_size, args.test_size)
     x, y, xt, yt = data["x_train"], data["y_train"], data["x_test"], data["y_test"]
