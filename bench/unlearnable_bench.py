@@ -8,6 +8,7 @@ photo. The surrogate refit interval K is measured by `unlearnable_refit.py`.
 
     python bench/unlearnable_bench.py                      # what we ran: 10k / 2k, ResNet-18 width 16, 20 epochs, bf16
     python bench/unlearnable_bench.py --width 64 --epochs 30 --precision fp32   # the standard recipe (a day here)
+    python bench/unlearnable_bench.py --seed 1 --name unlearnable_seed1 --ps 0.5,1.0 --skip em,adv,squeeze,photo
 
 Writes bench/results/unlearnable.json and bench/results/unlearnable.md.
 """
@@ -85,14 +86,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch default)")
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: em,adv,photo,squeeze")
     ap.add_argument("--resume", action="store_true", help="keep arms already in the results file")
+    ap.add_argument("--name", default="unlearnable", help="results file stem (another seed: another name)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     skip = set(filter(None, args.skip.split(",")))
     ps = [float(p) for p in args.ps.split(",")]
     # what the numbers depend on
-    config = {k: v for k, v in vars(args).items() if k not in ("resume", "skip")}
-    res = Results("unlearnable", config, resume=args.resume)
+    config = {k: v for k, v in vars(args).items() if k not in ("resume", "skip", "name")}
+    res = Results(args.name, config, resume=args.resume)
     data = load_cifar(args.train_size, args.test_size)
     x, y, xt, yt = data["x_train"], data["y_train"], data["x_test"], data["y_test"]
     recipe = Recipe(width=args.width, epochs=args.epochs, precision=args.precision)
