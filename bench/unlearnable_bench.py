@@ -3,8 +3,9 @@ subset, alone and mixed with clean data.
 
 Every arm trains the same victim recipe (ResNet-18, SGD, cosine, crop+flip) and reports clean-test accuracy. Mixed arms
 (protected copies replace clean ones at fraction p) are always shown beside the clean-only (1 - p) baseline. Also:
-JPEG-75 and greyscale of the released images, generation speed (images/s, wall and CPU seconds) and one 12-megapixel
-photo. The surrogate refit interval K is measured by `unlearnable_refit.py`.
+JPEG-75 and greyscale of the released images, the authors' second mixing protocol at p = 0.5 (train on the clean half,
+then fine-tune the last 5 epochs on the protected half, `cifar10-ft.py`), generation speed (images/s, wall and CPU
+seconds) and one 12-megapixel photo. The surrogate refit interval K is measured by `unlearnable_refit.py`.
 
     python bench/unlearnable_bench.py                      # what we ran: 10k / 2k, ResNet-18 width 16, 20 epochs, bf16
     python bench/unlearnable_bench.py --width 64 --epochs 30 --precision fp32   # the standard recipe (a day here)
@@ -23,7 +24,7 @@ import torch
 from common import Results, load_cifar
 
 from unlearnable.api import ProtectConfig, protect_arrays
-from unlearnable.release import clean_only, grayscale, jpeg, mix
+from unlearnable.release import clean_only, grayscale, jpeg, mix, protected_part
 from unlearnable.victim import Recipe, train_victim
 
 METHODS = ("beo", "em", "adv")
@@ -84,7 +85,7 @@ def main() -> None:
     ap.add_argument("--ps", default="0.2,0.5,0.8,1.0")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch default)")
-    ap.add_argument("--skip", default="", help="comma-separated parts to skip: em,adv,photo,squeeze")
+    ap.add_argument("--skip", default="", help="comma-separated parts to skip: em,adv,photo,squeeze,finetune")
     ap.add_argument("--resume", action="store_true", help="keep arms already in the results file")
     ap.add_argument("--name", default="unlearnable", help="results file stem (another seed: another name)")
     args = ap.parse_args()
@@ -100,10 +101,10 @@ def main() -> None:
     recipe = Recipe(width=args.width, epochs=args.epochs, precision=args.precision)
     res.data["recipe"] = recipe.__dict__
 
-    def victim(arm: str, xtrain: np.ndarray, ytrain: np.ndarray) -> None:
+    def victim(arm: str, xtrain: np.ndarray, ytrain: np.ndarray, finetune=None) -> None:
         if res.has(arm):
             return
-        r = train_victim(xtrain, ytrain, xt, yt, recipe=recipe, seed=args.seed)
+        r = train_victim(xtrain, ytrain, xt, yt, recipe=recipe, seed=args.seed, finetune=finetune)
         res.put(
             arm,
             {
@@ -142,6 +143,12 @@ def main() -> None:
         if "squeeze" not in skip:
             victim(f"{method}:p=1.0+jpeg75", jpeg(prot, 75), y)
             victim(f"{method}:p=1.0+grayscale", grayscale(prot), y)
+    if "finetune" not in skip:  # the p = 0.5 half as clean copies and as random noise are the controls
+        half = clean_only(x, y, 0.5, seed=args.seed)
+        released = {"clean": x, "random": random_noise(x, 8, args.seed)}
+        released |= {m: protected(m) for m in METHODS if m not in skip}
+        for name, xr in released.items():
+            victim(f"finetune:{name}:p=0.5", *half, finetune=protected_part(xr, y, 0.5, seed=args.seed))
     if "photo" not in skip and not res.has("photo:12MP"):
         res.put("photo:12MP", photo_12mp(args))
     write_table(res, ps)
@@ -160,6 +167,17 @@ def write_table(res: Results, ps: list[float]) -> None:
     for p in ps:
         base = acc("clean") if p >= 1 else acc(f"clean-only:p={p}")
         rows.append([f"p={p}", base, *(acc(f"{m}:p={p}") for m in METHODS)])
+    ft = "p=0.5, clean half then 5 epochs on the other half (paper's fine-tune protocol)"
+    rows.append([ft, acc("clean-only:p=0.5"), *(acc(f"finetune:{m}:p=0.5") for m in METHODS)])
+    rows.append(
+        [
+            "  the same, other half clean / random noise (controls)",
+            f"{acc('finetune:clean:p=0.5')} / {acc('finetune:random:p=0.5')}",
+            "",
+            "",
+            "",
+        ]
+    )
     for squeeze, label in (("jpeg75", "JPEG-75"), ("grayscale", "greyscale")):
         rows.append(
             [f"p=1.0, then {label}", acc(f"clean+{squeeze}"), *(acc(f"{m}:p=1.0+{squeeze}") for m in METHODS)]

@@ -1,8 +1,9 @@
 """Mixing, the clean-only baseline and the re-encodings used by the evaluation harness."""
 
 import numpy as np
+import pytest
 
-from unlearnable.release import clean_only, grayscale, jpeg, mix, protected_indices
+from unlearnable.release import clean_only, grayscale, jpeg, mix, protected_indices, protected_part
 from unlearnable.victim import Recipe, train_victim
 
 
@@ -31,3 +32,35 @@ def test_victim_learns_an_easy_task():
     x = np.clip(x + rng.integers(-20, 20, x.shape), 0, 255).astype(np.uint8)
     res = train_victim(x, y, x, y, recipe=Recipe(width=8, epochs=6, batch_size=32, augment=False, lr=0.02))
     assert res.test_acc > 0.9
+
+
+def test_finetune_phase_trains_on_its_own_data():
+    """Classes seen only in the fine-tuning phase are learnt; an impossible split is refused."""
+    rng = np.random.default_rng(0)
+    y = np.arange(480) % 4
+    levels = np.array([20, 90, 160, 230], np.uint8)[y]
+    x = np.clip(levels[:, None, None, None] + rng.integers(-15, 15, (480, 8, 8, 3)), 0, 255).astype(np.uint8)
+    first, later = y < 2, y >= 2
+    recipe = Recipe(width=8, epochs=8, finetune_epochs=4, batch_size=32, augment=False, lr=0.05)
+    res = train_victim(x[first], y[first], x[later], y[later], recipe=recipe, finetune=(x[later], y[later]))
+    assert res.test_acc > 0.9
+    alone = train_victim(
+        x[first],
+        y[first],
+        x[later],
+        y[later],
+        recipe=Recipe(width=8, epochs=6, batch_size=32, augment=False, lr=0.02),
+    )
+    assert alone.test_acc == 0.0
+    with pytest.raises(ValueError, match="finetune_epochs"):
+        train_victim(x, y, x, y, recipe=Recipe(width=8, epochs=2, finetune_epochs=2), finetune=(x, y))
+
+
+def test_protected_part_is_what_mix_replaces():
+    clean, prot = (
+        np.zeros((50, 2, 2, 1), np.uint8),
+        np.arange(50, dtype=np.uint8)[:, None, None, None] * np.ones((1, 2, 2, 1), np.uint8),
+    )
+    xp, yp = protected_part(prot, np.arange(50), 0.4, seed=3)
+    assert np.array_equal(yp, protected_indices(50, 0.4, seed=3)) and np.array_equal(xp[:, 0, 0, 0], yp)
+    assert np.array_equal(mix(clean, prot, 0.4, seed=3)[yp], xp)

@@ -38,6 +38,15 @@ def clean_only(x: np.ndarray, y: np.ndarray, p: float, *, seed: int) -> tuple[np
     return x[keep], y[keep]
 
 
+def protected_part(
+    protected: np.ndarray, y: np.ndarray, p: float, *, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The fraction p that `mix(..., p)` replaces, as protected copies: the fine-tuning set of the authors' second
+    protocol (train on `clean_only`, then fine-tune on this)."""
+    idx = protected_indices(len(protected), p, seed=seed)
+    return protected[idx], y[idx]
+
+
 def jpeg(x: np.ndarray, quality: int = 75) -> np.ndarray:
     """Re-encode every uint8 (N, H, W, C) image as JPEG at `quality` and decode it again."""
     out = np.empty_like(x)

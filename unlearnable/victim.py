@@ -5,6 +5,9 @@ from the data alone (the authors of several unlearnable-example papers trained t
 pin one and report it). Standard CIFAR recipe: ResNet-18, SGD 0.1 momentum 0.9, weight decay 5e-4, cosine schedule,
 batch 128, random crop (pad 4) + horizontal flip. `precision="bf16"` trains under bfloat16 autocast (fp32 weights), the
 usual mixed-precision recipe; about twice as fast on CPUs with AMX / AVX512-BF16.
+
+`finetune=(x_p, y_p)` is the BEO authors' newest mixing protocol (`cifar10-ft.py`): train on the clean part, then the
+last `finetune_epochs` epochs on the protected part, one cosine schedule over both.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class Recipe:
     weight_decay: float = 5e-4
     augment: bool = True
     precision: str = "fp32"
+    finetune_epochs: int = 5  # of `epochs`, used only when train_victim is given `finetune` data
 
 
 @dataclass
@@ -91,8 +95,12 @@ def train_victim(
     recipe: Recipe = Recipe(),
     seed: int = 0,
     device: str | torch.device = "cpu",
+    finetune: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> VictimResult:
-    """Train a fresh victim on (x_train, y_train) with `recipe`; return its clean test accuracy."""
+    """Train a fresh victim on (x_train, y_train) with `recipe`; return its clean test accuracy.
+
+    With `finetune`, the last `recipe.finetune_epochs` epochs train on that data instead (the schedule runs on).
+    """
     if recipe.arch != "resnet18":
         raise ValueError(f"unknown victim arch {recipe.arch!r} (only resnet18)")
     if recipe.precision not in ("fp32", "bf16"):
@@ -104,7 +112,14 @@ def train_victim(
     model = resnet18(width=recipe.width, num_classes=num_classes).to(
         device, memory_format=torch.channels_last
     )
-    xt, yt = to_tensor(x_train), torch.as_tensor(y_train, dtype=torch.long)
+    phases = [(to_tensor(x_train), torch.as_tensor(y_train, dtype=torch.long), recipe.epochs)]
+    if finetune is not None:
+        if not 0 < recipe.finetune_epochs < recipe.epochs:
+            raise ValueError(
+                f"finetune_epochs must lie in (0, {recipe.epochs}), got {recipe.finetune_epochs}"
+            )
+        ft = (to_tensor(finetune[0]), torch.as_tensor(finetune[1], dtype=torch.long), recipe.finetune_epochs)
+        phases = [(*phases[0][:2], recipe.epochs - recipe.finetune_epochs), ft]
     opt = torch.optim.SGD(
         model.parameters(),
         lr=recipe.lr,
@@ -112,24 +127,40 @@ def train_victim(
         weight_decay=recipe.weight_decay,
         nesterov=False,
     )
-    steps_per_epoch = (len(xt) + recipe.batch_size - 1) // recipe.batch_size
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=recipe.epochs * steps_per_epoch)
-    for _ in range(recipe.epochs):
-        model.train()
-        order = torch.randperm(len(xt), generator=gen)
-        for i in range(0, len(xt), recipe.batch_size):
-            idx = order[i : i + recipe.batch_size]
-            xb = augment(xt[idx], gen) if recipe.augment else xt[idx]
-            xb = normalize(xb.to(device)).contiguous(memory_format=torch.channels_last)
-            with autocast(torch.device(device), recipe.precision):
-                out = model(xb)
-            loss = F.cross_entropy(out.float(), yt[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+    steps = sum(-(-len(xp) // recipe.batch_size) * epochs for xp, _, epochs in phases)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    for xt, yt, epochs in phases:
+        for _ in range(epochs):
+            _epoch(model, opt, sched, xt, yt, recipe, gen, device)
     test_acc = accuracy(model, to_tensor(x_test).to(device), torch.as_tensor(y_test).to(device))
-    train_acc = accuracy(model, xt.to(device), yt.to(device))
+    seen_x = torch.cat([xp for xp, _, _ in phases]).to(device)
+    train_acc = accuracy(model, seen_x, torch.cat([yp for _, yp, _ in phases]).to(device))
     return VictimResult(
         test_acc=test_acc, train_acc=train_acc, seconds=time.perf_counter() - start, recipe=asdict(recipe)
     )
+
+
+def _epoch(
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    xt: torch.Tensor,
+    yt: torch.Tensor,
+    recipe: Recipe,
+    gen: torch.Generator,
+    device: str | torch.device,
+) -> None:
+    """One shuffled pass of SGD over (xt, yt), one scheduler step per batch."""
+    model.train()
+    order = torch.randperm(len(xt), generator=gen)
+    for i in range(0, len(xt), recipe.batch_size):
+        idx = order[i : i + recipe.batch_size]
+        xb = augment(xt[idx], gen) if recipe.augment else xt[idx]
+        xb = normalize(xb.to(device)).contiguous(memory_format=torch.channels_last)
+        with autocast(torch.device(device), recipe.precision):
+            out = model(xb)
+        loss = F.cross_entropy(out.float(), yt[idx].to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
