@@ -46,7 +46,7 @@ from memory_store.text import content_hash  # noqa: E402
 
 LABELS = {
     "keyword_own": "bm25, own text only (baseline)",
-    "keyword": "bm25 with session context",
+    "keyword": "bm25 with session context and prior",
     "semantic": "semantic alone",
     "hybrid_rrf": "hybrid, RRF",
     "hybrid": "hybrid, min-max (the default)",
@@ -99,6 +99,7 @@ def ndcg(ranked: list[int], relevant: set[int], k: int) -> float:
 DEV_CONVERSATIONS = 2
 CONTEXT_WEIGHTS = (0.0, 0.15, 0.3, 0.5, 0.75, 1.0)
 KEYWORD_WEIGHTS = (0.5, 0.6, 0.7, 0.8, 0.9)
+SESSION_WEIGHTS = (0.0, 0.2, 0.4, 0.6, 1.0)
 RRF_KEYWORD_WEIGHTS = (0.5, 0.7, 0.9)
 RRF_KS = (10, 60)
 RECALL_DEFINITION = (
@@ -110,7 +111,9 @@ RECALL_DEFINITION = (
 
 def _configure(store: MemoryStore, mode: str, knobs: dict[str, Any]) -> str:
     """Set the store's ranking knobs for `mode`; returns the search mode to pass to `recall`."""
-    store.context_weight = 0.0 if mode == "keyword_own" else knobs["context_weight"]
+    own = mode == "keyword_own"  # the baseline: bm25 on a memory's own text, no session context or prior
+    store.context_weight = 0.0 if own else knobs["context_weight"]
+    store.session_weight = 0.0 if own else knobs["session_weight"]
     store.fusion = "rrf" if mode == "hybrid_rrf" else "minmax"
     store.keyword_weight = knobs["rrf_keyword_weight" if mode == "hybrid_rrf" else "keyword_weight"]
     store.rrf_k = knobs["rrf_k"]
@@ -158,12 +161,19 @@ def _summary(rows: list, k: int) -> dict[str, Any]:
 
 
 def _tune(store: MemoryStore, dev: list[dict[str, Any]], embedder: str, k: int) -> dict[str, Any]:
-    """Grid search on the dev items, one knob family at a time: context weight (bm25), then fusion weights."""
+    """Grid search on the dev items, one knob family at a time: context weight (bm25), then the min-max
+    keyword weight, then the session prior's weight (hybrid, min-max), then RRF's weight and k."""
 
     def recall(mode: str, knobs: dict[str, Any]) -> float:
         return statistics.fmean(r[1] for r in _run_items(store, dev, mode, knobs, k))
 
-    knobs = {"context_weight": 0.5, "keyword_weight": 0.7, "rrf_keyword_weight": 0.5, "rrf_k": 60}
+    knobs = {
+        "context_weight": 0.5,
+        "keyword_weight": 0.7,
+        "session_weight": 0.0,
+        "rrf_keyword_weight": 0.5,
+        "rrf_k": 60,
+    }
     grid: dict[str, dict[str, float]] = {}
     grid["context_weight"] = {
         str(w): round(recall("keyword", {**knobs, "context_weight": w}), 4) for w in CONTEXT_WEIGHTS
@@ -173,6 +183,10 @@ def _tune(store: MemoryStore, dev: list[dict[str, Any]], embedder: str, k: int) 
         str(w): round(recall("hybrid", {**knobs, "keyword_weight": w}), 4) for w in KEYWORD_WEIGHTS
     }
     knobs["keyword_weight"] = float(max(grid["keyword_weight"], key=grid["keyword_weight"].get))
+    grid["session_weight"] = {
+        str(w): round(recall("hybrid", {**knobs, "session_weight": w}), 4) for w in SESSION_WEIGHTS
+    }
+    knobs["session_weight"] = float(max(grid["session_weight"], key=grid["session_weight"].get))
     rrf = {
         f"{w}/{kk}": recall("hybrid_rrf", {**knobs, "rrf_keyword_weight": w, "rrf_k": kk})
         for w in RRF_KEYWORD_WEIGHTS
@@ -542,7 +556,8 @@ def _locomo_markdown(lo: dict[str, Any]) -> list[str]:
             c = r["tuning"]["chosen"]
             lines.append(
                 f"\n{emb}: chosen on dev: context weight {c['context_weight']}, min-max keyword weight "
-                f"{c['keyword_weight']}, RRF keyword weight {c['rrf_keyword_weight']} with k={c['rrf_k']}; "
+                f"{c['keyword_weight']}, session prior weight {c.get('session_weight', 0.0)}, RRF keyword weight "
+                f"{c['rrf_keyword_weight']} with k={c['rrf_k']}; "
                 f"{r['qa_items']} QA items, {r['unmapped_evidence_ids']} evidence ids not found in the turns."
             )
     lines += [
