@@ -5,8 +5,9 @@ per-agent provenance and a Beta trust model, a similarity graph with Leiden comm
 separate file.
 
 Fixes of the paper's known gaps (see `docs`/README):
-- Search fuses FTS5 bm25 with semantic similarity by reciprocal-rank fusion (k=60) instead of giving every FTS
-  hit a constant 0.5; the vector index follows every write (no 5% refit threshold).
+- Search fuses FTS5 bm25 (over each memory's text and its session neighbours') with semantic similarity, by min-max
+  score mixing or weighted reciprocal-rank fusion, instead of giving every FTS hit a constant 0.5, then adds a
+  session prior; the vector index follows every write (no 5% refit threshold).
 - Trust is wired end to end: the id that writes is the id that is scored, content signals and contradictions
   feed it, low-trust writes are quarantined (stored, not served by default), and trust weighs ranking.
 - Dedup is per namespace, plus a near-duplicate check (a near-duplicate from another agent is a confirmation).
