@@ -38,15 +38,12 @@ class AdversarialPoison(Perturber):
         target = (y + 1) % classes
         acc = self.surrogate.fit(bank.all_views(), y, epochs=self.warmup_epochs, gen=self.gen)
         self.surrogate.net.requires_grad_(False)
-        size = self.surrogate.input_size
         try:
             for t in range(self.steps):
                 total = 0.0
                 for ids in self.batches(bank.n):
                     views, leaves = bank.views(ids, grad=True)
-                    if views.shape[-1] != size:
-                        views = F.interpolate(views, size=(size, size), mode="bilinear", antialias=True)
-                    loss = F.cross_entropy(self.surrogate.logits(views), target[ids])
+                    loss = F.cross_entropy(self.surrogate.logits(self.surrogate_input(views)), target[ids])
                     loss.backward()
                     bank.step(leaves, levels=self.step_levels, direction=-1)
                     total += float(loss.detach()) * len(ids)

@@ -33,7 +33,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from unlearnable.bank import PerturbationBank
 from unlearnable.bayes_error import bayes_error, loo_sigma, median_sigma
@@ -65,12 +64,7 @@ class BEO(Perturber):
         self.partner: torch.Tensor | None = None
 
     def embed(self, views: torch.Tensor) -> torch.Tensor:
-        size = self.surrogate.input_size
-        if views.shape[-1] != size:
-            views = F.interpolate(
-                views, size=(size, size), mode="bilinear", antialias=True, align_corners=False
-            )
-        z = self.surrogate.features(views)
+        z = self.surrogate.features(self.surrogate_input(views))
         return z / z.detach().abs().max().clamp_min(1e-12)
 
     def kernel_width(self, z: torch.Tensor, y: torch.Tensor, num_classes: int) -> float:

@@ -45,12 +45,7 @@ class EM(Perturber):
         self.train_epochs, self.warmup_epochs, self.stop_acc = train_epochs, warmup_epochs, stop_acc
 
     def _loss(self, views: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        size = self.surrogate.input_size
-        if views.shape[-1] != size:
-            views = F.interpolate(
-                views, size=(size, size), mode="bilinear", antialias=True, align_corners=False
-            )
-        return F.cross_entropy(self.surrogate.logits(views), y)
+        return F.cross_entropy(self.surrogate.logits(self.surrogate_input(views)), y)
 
     @torch.no_grad()
     def _accuracy(self, bank: PerturbationBank, y: torch.Tensor) -> float:

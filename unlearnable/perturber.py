@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from unlearnable.bank import PerturbationBank
 from unlearnable.surrogates import Surrogate
@@ -49,6 +50,13 @@ class Perturber(abc.ABC):
         order = torch.randperm(n, generator=self.gen)
         nb = max(1, round(n / self.batch_size))
         yield from torch.tensor_split(order, nb)
+
+    def surrogate_input(self, views: torch.Tensor) -> torch.Tensor:
+        """Views resized (differentiably, antialiased) to the surrogate's input side, if they are not already."""
+        size = self.surrogate.input_size
+        if views.shape[-1] == size:
+            return views
+        return F.interpolate(views, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
     def log(self, **info: Any) -> None:
         self.history.append(info)
