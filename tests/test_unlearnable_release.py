@@ -52,6 +52,11 @@ def test_finetune_phase_trains_on_its_own_data():
         recipe=Recipe(width=8, epochs=6, batch_size=32, augment=False, lr=0.02),
     )
     assert alone.test_acc == 0.0
+    # classes that only the fine-tuning set has still get an output unit
+    unseen = train_victim(
+        x[first], y[first], x[first], y[first], recipe=recipe, finetune=(x[later], y[later])
+    )
+    assert 0.0 <= unseen.train_acc <= 1.0
     with pytest.raises(ValueError, match="finetune_epochs"):
         train_victim(x, y, x, y, recipe=Recipe(width=8, epochs=2, finetune_epochs=2), finetune=(x, y))
 

@@ -108,18 +108,20 @@ def train_victim(
     start = time.perf_counter()
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    if finetune is None:
+        phases = [(x_train, y_train, recipe.epochs)]
+    elif 0 < recipe.finetune_epochs < recipe.epochs:
+        phases = [
+            (x_train, y_train, recipe.epochs - recipe.finetune_epochs),
+            (*finetune, recipe.finetune_epochs),
+        ]
+    else:
+        raise ValueError(f"finetune_epochs must lie in (0, {recipe.epochs}), got {recipe.finetune_epochs}")
+    phases = [(to_tensor(xp), torch.as_tensor(yp, dtype=torch.long), epochs) for xp, yp, epochs in phases]
+    num_classes = int(max(max(int(yp.max()) for _, yp, _ in phases), y_test.max())) + 1
     model = resnet18(width=recipe.width, num_classes=num_classes).to(
         device, memory_format=torch.channels_last
     )
-    phases = [(to_tensor(x_train), torch.as_tensor(y_train, dtype=torch.long), recipe.epochs)]
-    if finetune is not None:
-        if not 0 < recipe.finetune_epochs < recipe.epochs:
-            raise ValueError(
-                f"finetune_epochs must lie in (0, {recipe.epochs}), got {recipe.finetune_epochs}"
-            )
-        ft = (to_tensor(finetune[0]), torch.as_tensor(finetune[1], dtype=torch.long), recipe.finetune_epochs)
-        phases = [(*phases[0][:2], recipe.epochs - recipe.finetune_epochs), ft]
     opt = torch.optim.SGD(
         model.parameters(),
         lr=recipe.lr,
