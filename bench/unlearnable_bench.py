@@ -127,7 +127,8 @@ def main() -> None:
         return prot
 
     victim("clean", x, y)
-    victim("random:p=1.0", random_noise(x, 8, args.seed), y)
+    noisy = random_noise(x, 8, args.seed)
+    victim("random:p=1.0", noisy, y)
     if "squeeze" not in skip:
         victim("clean+jpeg75", jpeg(x, 75), y)
         victim("clean+grayscale", grayscale(x), y)
@@ -145,7 +146,7 @@ def main() -> None:
             victim(f"{method}:p=1.0+grayscale", grayscale(prot), y)
     if "finetune" not in skip:  # the p = 0.5 half as clean copies and as random noise are the controls
         half = clean_only(x, y, 0.5, seed=args.seed)
-        released = {"clean": x, "random": random_noise(x, 8, args.seed)}
+        released = {"clean": x, "random": noisy}
         released |= {m: protected(m) for m in METHODS if m not in skip}
         for name, xr in released.items():
             victim(f"finetune:{name}:p=0.5", *half, finetune=protected_part(xr, y, 0.5, seed=args.seed))
