@@ -52,6 +52,8 @@ def test_finetune_phase_trains_on_its_own_data():
         recipe=Recipe(width=8, epochs=6, batch_size=32, augment=False, lr=0.02),
     )
     assert alone.test_acc == 0.0
+    assert alone.class_acc == {2: 0.0, 3: 0.0}  # per test label: classes it never saw
+    assert res.class_acc[2] > 0.9 and res.class_acc[3] > 0.9
     # classes that only the fine-tuning set has still get an output unit
     unseen = train_victim(
         x[first], y[first], x[first], y[first], recipe=recipe, finetune=(x[later], y[later])

@@ -13,7 +13,7 @@ last `finetune_epochs` epochs on the protected part, one cosine schedule over bo
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -48,6 +48,7 @@ class VictimResult:
     train_acc: float
     seconds: float
     recipe: dict
+    class_acc: dict[int, float] = field(default_factory=dict)  # test accuracy per test label
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -78,12 +79,14 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 @torch.no_grad()
-def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
+def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     model.eval()
-    correct = 0
-    for i in range(0, len(x), batch_size):
-        correct += int((model(normalize(x[i : i + batch_size])).argmax(1) == y[i : i + batch_size]).sum())
-    return correct / max(len(x), 1)
+    out = [model(normalize(x[i : i + batch_size])).argmax(1) for i in range(0, len(x), batch_size)]
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=x.device)
+
+
+def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    return float((predict(model, x) == y).sum()) / max(len(x), 1)
 
 
 def train_victim(
@@ -134,11 +137,17 @@ def train_victim(
     for xt, yt, epochs in phases:
         for _ in range(epochs):
             _epoch(model, opt, sched, xt, yt, recipe, gen, device)
-    test_acc = accuracy(model, to_tensor(x_test).to(device), torch.as_tensor(y_test).to(device))
+    y_test_t = torch.as_tensor(y_test).to(device)
+    hit = predict(model, to_tensor(x_test).to(device)) == y_test_t
+    class_acc = {int(c): float(hit[y_test_t == c].float().mean()) for c in torch.unique(y_test_t)}
     seen_x = torch.cat([xp for xp, _, _ in phases]).to(device)
     train_acc = accuracy(model, seen_x, torch.cat([yp for _, yp, _ in phases]).to(device))
     return VictimResult(
-        test_acc=test_acc, train_acc=train_acc, seconds=time.perf_counter() - start, recipe=asdict(recipe)
+        test_acc=float(hit.float().mean()) if len(hit) else 0.0,
+        train_acc=train_acc,
+        seconds=time.perf_counter() - start,
+        recipe=asdict(recipe),
+        class_acc=class_acc,
     )
 
 
