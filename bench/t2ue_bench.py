@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from common import RESULTS, Results
-from t2ue_data import cifar_captions, load_cifar, make_scenes
+from t2ue_data import SCENES, cifar_captions, load_cifar, make_scenes
 
 from unlearnable.release import clean_only, jpeg, mix
 from unlearnable.t2ue import class_captions
@@ -145,21 +146,22 @@ def main() -> None:
     )
     ap.add_argument("--skip-supervised", action="store_true")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for training")
-    ap.add_argument("--table-only", action="store_true", help="rewrite t2ue.md from t2ue.json")
+    ap.add_argument("--name", default="t2ue", help="results file stem in bench/results (for extra runs)")
+    ap.add_argument("--table-only", action="store_true", help="rewrite NAME.md from NAME.json")
     args = ap.parse_args()
     if args.table_only:
-        saved = json.loads((RESULTS / "t2ue.json").read_text())
-        res = Results("t2ue", saved["config"], resume=True)
+        saved = json.loads((RESULTS / f"{args.name}.json").read_text())
+        res = Results(args.name, saved["config"], resume=True)
         write_table(res, saved["config"])
         return
     torch.set_num_threads(args.threads)
-    config = {k: v for k, v in vars(args).items() if k != "table_only"}
-    res = Results("t2ue", config)
+    config = {k: v for k, v in vars(args).items() if k not in ("table_only", "name")}
+    res = Results(args.name, config)
     t_all = time.perf_counter()
 
     # 1. data: public pairs train surrogate + generator; private pairs are protected from their captions only
     xs_pub, cs_pub, _ = make_scenes(args.scenes, seed=1)
-    xs_prv, cs_prv, _ = make_scenes(args.scenes, seed=2)
+    xs_prv, cs_prv, tuples_prv = make_scenes(args.scenes, seed=2)
     test = make_scenes(1000, seed=3)
     xc, yc, classes = load_cifar("train")
     pub = np.arange(len(xc)) % 2 == 0
@@ -209,6 +211,8 @@ def main() -> None:
         "t2ue": protect(xs_prv, pipe(cs_prv, seed=11)),
         "random": protect(xs_prv, random_noise(xs_prv.shape, seed=12)),
         "em": protect(xs_prv, em_delta),
+        # a perfect shortcut, no text or surrogate needed: one fixed +-8/255 pattern per attribute tuple
+        "tuple_random": protect(xs_prv, random_noise((len(SCENES), 32, 32, 3), seed=13)[tuples_prv]),
     }
     res.put(
         "surrogate_infonce_private",
@@ -237,7 +241,8 @@ def main() -> None:
         for arm, (x, y) in sup.items():
             r = train_victim(x, y, xc_test, yc_test, recipe=recipe, seed=0)
             res.put(f"sup_{arm}", r.as_dict())
-    res.put("total", {"seconds": round(time.perf_counter() - t_all, 1)})
+    command = " ".join(["cd bench && python t2ue_bench.py", *sys.argv[1:]])
+    res.put("total", {"seconds": round(time.perf_counter() - t_all, 1), "command": command})
     write_table(res, config)
 
 
@@ -286,7 +291,7 @@ def write_table(res: Results, config: dict) -> None:
         "train loss",
     ]
     rows = []
-    for arm in ("clean", "t2ue", "random", "em"):
+    for arm in ("clean", "t2ue", "random", "em", "tuple_random"):
         if f"clip_{arm}" not in arms:
             continue
         m = arms[f"clip_{arm}"]["mean_std"]
@@ -296,8 +301,10 @@ def write_table(res: Results, config: dict) -> None:
     s = t["surrogate_test_retrieval"]
     sl = arms.get("surrogate_infonce_private", {})
     sl_text = ", ".join(f"{a} {v:.3f}" for a, v in sl.items())
+    total = arms.get("total", {})
     notes = (
-        f"Command: `python bench/t2ue_bench.py` (settings: {config}). Total {arms.get('total', {}).get('seconds')} s "
+        f"Command: `{total.get('command', 'cd bench && python t2ue_bench.py')}` (settings: {config}). "
+        f"Total {total.get('seconds')} s "
         "on the shared 2-core machine.\n\n"
         f"Surrogate (tiny CLIP) + generator training: {t['pairs']} public pairs, {t['seconds']} s. Surrogate on clean "
         f"test scenes: I2T R@10 {s['i2t_r10']:.1f}, T2I R@10 {s['t2i_r10']:.1f}. Surrogate InfoNCE on the public "
@@ -307,7 +314,10 @@ def write_table(res: Results, config: dict) -> None:
         f"mean ± std over {config['seeds']} seeds; retrieval on 1000 clean test scenes (hit = same attribute tuple; "
         "chance R@10 about 2-3%). Train loss = the victim's final-epoch InfoNCE on its (protected) training set. "
         "`em` = image-aware per-image PGD on Eq. 4 against the same surrogate (20 steps): the ceiling for any noise "
-        "made against this surrogate, and not zero-contact."
+        "made against this surrogate, and not zero-contact. `tuple_random` = one fixed uniform +-8/255 "
+        "pattern per attribute tuple (the contrastive analogue of class-wise noise): a shortcut that perfectly "
+        "predicts the caption's content; if the victim ignores even this, the scenes' own features are learned before "
+        "any +-8/255 pattern."
     )
     text = res.table(header, rows, "T2UE benchmark", notes)
     recipe = Recipe(width=config["width"], epochs=config["epochs"], precision=config.get("precision", "fp32"))
