@@ -9,6 +9,7 @@ and on the other classes. The control is uniform random noise of the same bound 
 never saw the class scores 0% on it; chance is 10%.
 
     python bench/unlearnable_owner.py          # what we ran: 10k / 2k, ResNet-18 width 16, 20 epochs, bf16
+    python bench/unlearnable_owner.py --owner 1 --name unlearnable_owner_automobile   # an easier class
 
 Writes bench/results/unlearnable_owner.json and bench/results/unlearnable_owner.md.
 """
@@ -16,6 +17,7 @@ Writes bench/results/unlearnable_owner.json and bench/results/unlearnable_owner.
 from __future__ import annotations
 
 import argparse
+import sys
 
 import numpy as np
 import torch
@@ -37,10 +39,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--resume", action="store_true", help="keep arms already in the results file")
+    ap.add_argument(
+        "--name", default="unlearnable_owner", help="results file stem (another owner: another name)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    config = {k: v for k, v in vars(args).items() if k not in ("resume", "methods")}
-    res = Results("unlearnable_owner", config, resume=args.resume)
+    config = {k: v for k, v in vars(args).items() if k not in ("resume", "methods", "name")}
+    res = Results(args.name, config, resume=args.resume)
+    res.data["command"] = " ".join(["python bench/unlearnable_owner.py", *sys.argv[1:]])
     data = load_cifar(args.train_size, args.test_size)
     x, y, xt, yt = data["x_train"], data["y_train"], data["x_test"], data["y_test"]
     owner = np.flatnonzero(y == args.owner)
@@ -99,7 +105,7 @@ def write_table(res: Results) -> None:
             ]
         )
     notes = (
-        f"Command: `python bench/unlearnable_owner.py` (settings: {res.data['config']}). The owner's class: "
+        f"Command: `{res.data.get('command', 'python bench/unlearnable_owner.py')}` (settings: {res.data['config']}). The owner's class: "
         f"{owner['name']} ({owner['images']} of the training images), protected as one single-class folder "
         "(library defaults; the bundled reference anchors are the other classes); the other classes stay clean. "
         f"Victim recipe: {res.data['recipe']}. Accuracies in % on the clean test split (owner's class: "
