@@ -212,7 +212,7 @@ def main() -> None:
         "random": protect(xs_prv, random_noise(xs_prv.shape, seed=12)),
         "em": protect(xs_prv, em_delta),
         # a perfect shortcut, no text or surrogate needed: one fixed +-8/255 pattern per attribute tuple
-        "tuple_random": protect(xs_prv, random_noise((len(SCENES), 32, 32, 3), seed=13)[tuples_prv]),
+        "tuple_random": protect(xs_prv, random_noise((len(SCENES), *xs_prv.shape[1:]), seed=13)[tuples_prv]),
     }
     res.put(
         "surrogate_infonce_private",

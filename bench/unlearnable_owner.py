@@ -13,7 +13,7 @@ never saw the class scores 0% on it; chance is 10%.
     python bench/unlearnable_owner.py          # what we ran: 10k / 2k, ResNet-18 width 16, 20 epochs, bf16
     python bench/unlearnable_owner.py --owner 1 --name unlearnable_owner_automobile   # an easier class
 
-Writes bench/results/unlearnable_owner.json and bench/results/unlearnable_owner.md.
+Writes bench/results/NAME.json and NAME.md (NAME = `--name`, default unlearnable_owner).
 """
 
 from __future__ import annotations
