@@ -241,6 +241,8 @@ def markdown(rows: list[dict], command: str, seconds: float) -> str:
                 auc(m["mia"], "confidence"),
                 auc(o["mia"], "confidence"),
                 auc(m["mia"], "loss"),
+                auc(m["mia"], "calibrated"),
+                auc(r["mia_before"], "calibrated"),
                 auc(r["mia_before"], "confidence") + " / " + auc(r["mia_before"], "loss"),
                 auc(m["mia_control"], "confidence") + " / " + auc(m["mia_control"], "loss"),
                 auc(m["mia_control_pooled"], "confidence") + " / " + auc(m["mia_control_pooled"], "loss"),
@@ -286,7 +288,9 @@ def markdown(rows: list[dict], command: str, seconds: float) -> str:
         "Attacks. MIA: balanced AUC [bootstrap 95% CI], training members vs held-out samples of the class; "
         "`conf` = the top class's log-odds (label-free, defined for the oracle too), `loss` = the true class's "
         "log-odds; both computed from the logits and averaged over the training augmentations; an AUC below 0.5 "
-        "is a signal too (members score lower). Positive "
+        "is a signal too (members score lower); `calibrated` = conf minus the oracle's conf on the same image "
+        "(difficulty calibration, Watson et al. 2022: the oracle never saw the class, so the null is exactly "
+        "0.5). Positive "
         "controls: the same attacks on the forgotten class *before* forgetting, on a retained class (class 0) "
         "after, and on all retained classes pooled after (4x the samples). Re-learning: forget accuracy (%) "
         "after a new prompt (and head row) is optimised on 1/5/20 samples per class, mean of 3 draws.",
@@ -299,6 +303,8 @@ def markdown(rows: list[dict], command: str, seconds: float) -> str:
                 "MIA conf after",
                 "MIA conf oracle",
                 "MIA loss after",
+                "MIA calibrated after (null 0.5)",
+                "control: before, calibrated",
                 "control: before, conf / loss",
                 "control: class 0, conf / loss",
                 "control: classes 0-2,4 pooled, conf / loss",

@@ -15,7 +15,8 @@ value, and for the MIA positive controls (the same attack where members are know
   averaged over the training augmentations (`view_logits`); positive controls: the same attacks on a retained
   class (the issue's), on all retained classes pooled (more samples: power to see a small effect), and on the
   forgotten class in the model *before* forgetting (same samples: does the attack see these members when the
-  class is there?);
+  class is there?); and `calibrated`, the confidence minus the oracle's on the same image (difficulty
+  calibration, Watson et al. 2022), whose null is exactly 0.5;
 - linear-probe leakage: logistic regression "forgotten class vs rest" on CLS features;
 - re-learning: a new prompt (plus a head row where the model lacks one) optimised on n samples per class;
 - checkpoint hygiene: no key, optimiser moment or saved tensor row with cosine > 0.9 to the deleted prompt.
@@ -160,7 +161,7 @@ def logit_margin(logits: np.ndarray, idx: np.ndarray) -> np.ndarray:
         return z[rows, idx] - logsumexp(rest, axis=1)
 
 
-STATISTICS = ("loss", "confidence")
+STATISTICS = ("loss", "confidence", "calibrated")
 
 
 def _translate(x: torch.Tensor, dy: int, dx: int, pad: int) -> torch.Tensor:
@@ -212,10 +213,20 @@ def membership_auc(
     members: LabeledImages,
     nonmembers: LabeledImages,
     *,
+    reference: PreForgettableModel | None = None,
     seed: int = 0,
     bootstrap: int = 200,
 ) -> dict[str, MIAResult]:
-    """Balanced (equal-size) threshold MIAs, one per statistic that is defined (`loss` needs a class output)."""
+    """Balanced (equal-size) threshold MIAs, one per statistic that is defined (`loss` needs a class output).
+
+    With a `reference` that trained on neither set (the oracle, for the forgotten class), the statistic
+    `calibrated` is the model's confidence minus the reference's on the same sample: difficulty calibration
+    (Watson et al., ICLR 2022, arXiv 2111.08440), which removes how easy each image is where the two models
+    agree on it. Its null is exactly 0.5: a model that never saw the members treats them like the non-members
+    relative to any reference that never saw either. It adds power only where the reference's confidence
+    tracks the model's; on a class the reference cannot output, it can add noise instead, so it complements
+    the uncalibrated attacks rather than replacing them.
+    """
     rng = np.random.default_rng(seed)
     n = min(len(members), len(nonmembers))
     if n < 2:
@@ -224,6 +235,10 @@ def membership_auc(
     non = nonmembers.take(rng.permutation(len(nonmembers))[:n])
     s_mem = _scores(model, mem, view_logits(model, mem.x))
     s_non = _scores(model, non, view_logits(model, non.x))
+    if reference is not None:
+        for scores, data in ((s_mem, mem), (s_non, non)):
+            ref = _scores(reference, data, view_logits(reference, data.x))["confidence"]
+            scores["calibrated"] = scores["confidence"] - ref
     labels = np.concatenate([np.ones(n, bool), np.zeros(n, bool)])
     out = {}
     for stat in STATISTICS:
@@ -385,8 +400,11 @@ def audit_model(
     seed: int = 0,
     ns: tuple[int, ...] = RELEARN_NS,
     relearn_steps: int = 100,
+    reference: PreForgettableModel | None = None,
 ) -> ModelAudit:
-    """Every behavioural check for one model; `holdout` is split in halves A (attacker) and B (evaluation)."""
+    """Every behavioural check for one model; `holdout` is split in halves A (attacker) and B (evaluation).
+
+    `reference` (a model that never saw `forgotten`) calibrates the forgotten-class MIA."""
     part_a, part_b = halves(holdout, seed)
     retained = [n for n in holdout.class_names if n != forgotten]
     probe = probe_auc(model, part_a, part_b, forgotten, seed=seed)
@@ -394,7 +412,9 @@ def audit_model(
         retain_acc=accuracy(model, _subset(part_b, retained)),
         forget_acc=accuracy(model, part_b.of_class(forgotten)),
         forget_entropy=mean_entropy(model, part_b.of_class(forgotten)),
-        mia=membership_auc(model, train.of_class(forgotten), holdout.of_class(forgotten), seed=seed),
+        mia=membership_auc(
+            model, train.of_class(forgotten), holdout.of_class(forgotten), reference=reference, seed=seed
+        ),
         mia_control=membership_auc(model, train.of_class(control), holdout.of_class(control), seed=seed),
         mia_control_pooled=membership_auc(
             model, _subset(train, retained), _subset(holdout, retained), seed=seed
@@ -405,9 +425,13 @@ def audit_model(
     )
 
 
-def has_power(results: dict[str, MIAResult]) -> bool | None:
-    """Whether every statistic of a positive control finds members (95% CI above 0.5); None if none ran."""
-    return None if not results else all(r.ci_low > 0.5 for r in results.values())
+def has_power(
+    results: dict[str, MIAResult], statistics: tuple[str, ...] = ("loss", "confidence")
+) -> bool | None:
+    """Whether every one of `statistics` that ran on a positive control finds members (95% CI above 0.5);
+    None if none ran."""
+    ran = [r for s, r in results.items() if s in statistics]
+    return None if not ran else all(r.ci_low > 0.5 for r in ran)
 
 
 def audit_forgetting(
@@ -429,7 +453,7 @@ def audit_forgetting(
     """
     control = next(n for n in holdout.class_names if n != forgotten and n in after.config.present_names)
     kw = dict(train=train, holdout=holdout, forgotten=forgotten, control=control, seed=seed, ns=ns)
-    pf = audit_model(after, **kw, relearn_steps=relearn_steps)  # type: ignore[arg-type]
+    pf = audit_model(after, **kw, relearn_steps=relearn_steps, reference=oracle)  # type: ignore[arg-type]
     ref = audit_model(oracle, **kw, relearn_steps=relearn_steps)  # type: ignore[arg-type]
     part_b = halves(holdout, seed)[1]
     n_forget = len(part_b.of_class(forgotten))
@@ -442,7 +466,7 @@ def audit_forgetting(
             "forget_acc": accuracy(before, part_b.of_class(forgotten)),
         }
         report.mia_before = membership_auc(
-            before, train.of_class(forgotten), holdout.of_class(forgotten), seed=seed
+            before, train.of_class(forgotten), holdout.of_class(forgotten), reference=oracle, seed=seed
         )
     chance = 1 / report.n_classes
     margin = 1.96 * math.sqrt(chance * (1 - chance) / max(n_forget, 1))
@@ -464,6 +488,13 @@ def audit_forgetting(
     checks["mia_control_has_power"] = has_power(pf.mia_control)
     checks["mia_control_pooled_has_power"] = has_power(pf.mia_control_pooled)
     checks["mia_before_has_power"] = has_power(report.mia_before)
+    calibrated = pf.mia.get("calibrated")
+    checks["mia_calibrated_at_null"] = (
+        None if calibrated is None else calibrated.ci_low <= 0.5 <= calibrated.ci_high
+    )
+    checks["mia_calibrated_before_has_power"] = (
+        has_power(report.mia_before, ("calibrated",)) if report.mia_before else None
+    )
     checks["probe_not_above_oracle_ci"] = pf.probe_auc <= ref.probe_ci[1]
     checks["relearn_not_faster_than_oracle"] = all(
         a.forget_acc <= b.forget_acc + 1.96 * math.sqrt(max(p * (1 - p), 0.01) * 2 / max(n_forget, 1))

@@ -266,6 +266,8 @@ def audit(
 
 def render_report(report: AuditReport) -> str:
     """A short human-readable summary of an `AuditReport`."""
+    from forgettable.audit import STATISTICS
+
     m, o = report.model, report.oracle
     lines = [
         f"forgotten class: {report.forgotten}  (positive control: {report.control_class})",
@@ -282,7 +284,7 @@ def render_report(report: AuditReport) -> str:
     row("retain acc", m.retain_acc, o.retain_acc)
     row("forget acc (unmasked)", m.forget_acc, o.forget_acc)
     row("forget-class entropy (nats)", m.forget_entropy, o.forget_entropy)
-    for stat in ("loss", "confidence"):
+    for stat in STATISTICS:
         a, b = m.mia.get(stat), o.mia.get(stat)
         row(f"MIA AUC ({stat})", a.auc if a else None, b.auc if b else None)
         a, b = m.mia_control.get(stat), o.mia_control.get(stat)

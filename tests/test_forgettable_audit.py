@@ -83,3 +83,29 @@ def test_view_logits_query_the_training_augmentations():
     assert any(np.allclose(v, plain[0], atol=1e-6) for v in views)  # the unshifted view is one of them
     flipped = model.predict_logits(images[:, :, ::-1].copy())
     assert any(np.allclose(v, flipped, atol=1e-5) for v in views)
+
+
+def test_calibrated_mia_finds_memorised_members_and_is_null_against_itself():
+    torch.manual_seed(0)
+    cfg = ForgettableConfig(
+        ["a", "b"], backbone="tiny-vit-8", image_size=8, channels=1, patch_size=2, dim=32, depth=2, heads=2
+    )
+    reference = PreForgettableModel(cfg).eval()
+    rng = np.random.default_rng(0)
+    data = LabeledImages(rng.integers(0, 255, (48, 8, 8, 1), dtype=np.uint8), np.tile([0, 1], 24), ["a", "b"])
+    members, nonmembers = data.take(np.arange(24)), data.take(np.arange(24, 48))
+    same = membership_auc(reference, members, nonmembers, reference=reference)["calibrated"]
+    assert same.auc == 0.5  # a model calibrated by itself scores every sample 0
+    model = PreForgettableModel(cfg)
+    model.load_state_dict(reference.state_dict())
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    x, y = model.preprocess(members.x), torch.as_tensor(members.y)
+    for _ in range(60):  # memorise 24 random images
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    found = membership_auc(model, members, nonmembers, reference=reference)["calibrated"]
+    assert found.ci_low > 0.5 and found.n_members == 24
+    assert "calibrated" not in membership_auc(model, members, nonmembers)  # needs a reference
