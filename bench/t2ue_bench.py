@@ -9,7 +9,9 @@ Protocol (all on CPU, data from bench/t2ue_data.py, documented in bench/T2UE_DAT
    scenes, identical hyper-parameters for every arm, 3 seeds; I2T/T2I Recall@1/5/10 and median rank on clean test scenes.
    EM is the image-aware ceiling: per-image error-minimising PGD (20 steps) against the same frozen surrogate, i.e.
    Eq. 4 solved per image instead of through a text-only generator. The surrogate's own InfoNCE on each released set
-   says how far each noise goes as a shortcut for the model it was made against.
+   says how far each noise goes as a shortcut for the model it was made against. The same victims also train on the
+   private CIFAR half, each image captioned with one of 8 class templates (sample-wise noise from those captions;
+   hit = same class; `--contrastive` picks the sets).
 4. Supervised victims: the lead's harness (`unlearnable.victim.train_victim`, ResNet-18 at width 16, bf16 autocast)
    on the whole private CIFAR half (5000 images, 30 epochs): clean, T2UE p=1, p=0.5 (with its clean-only baseline),
    JPEG-75 of the protected set, and class-wise random noise (a fixed uniform pattern per class). The earlier recipe
@@ -144,6 +146,11 @@ def main() -> None:
     ap.add_argument(
         "--precision", default="bf16", choices=["fp32", "bf16"], help="supervised victim autocast"
     )
+    ap.add_argument(
+        "--contrastive",
+        default="scenes,cifar",
+        help="contrastive victim sets: scenes, cifar (captioned classes)",
+    )
     ap.add_argument("--skip-supervised", action="store_true")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for training")
     ap.add_argument("--name", default="t2ue", help="results file stem in bench/results (for extra runs)")
@@ -205,23 +212,40 @@ def main() -> None:
     res.put("speed", speed)
     torch.set_num_threads(args.threads)
 
-    # 4. contrastive victims on the private scenes
-    arms = {
-        "clean": xs_prv,
-        "t2ue": protect(xs_prv, pipe(cs_prv, seed=11)),
-        "random": protect(xs_prv, random_noise(xs_prv.shape, seed=12)),
-        "em": protect(xs_prv, em_delta),
-        # a perfect shortcut, no text or surrogate needed: one fixed +-8/255 pattern per attribute tuple
-        "tuple_random": protect(xs_prv, random_noise((len(SCENES), *xs_prv.shape[1:]), seed=13)[tuples_prv]),
+    # 4. contrastive victims: on the private scenes, and on the private CIFAR half with varied class captions
+    cc_prv = cifar_captions(yc_prv, classes, seed=5)
+    cifar_test = (xc_test, cifar_captions(yc_test, classes, seed=6), yc_test)
+    sets = {  # built only when asked for (`--contrastive`): each costs noise generation and 15 victims
+        "clip": lambda: {
+            "clean": xs_prv,
+            "t2ue": protect(xs_prv, pipe(cs_prv, seed=11)),
+            "random": protect(xs_prv, random_noise(xs_prv.shape, seed=12)),
+            "em": protect(xs_prv, em_delta),
+            # a perfect shortcut, no text or surrogate needed: one fixed +-8/255 pattern per attribute tuple
+            "tuple_random": protect(
+                xs_prv, random_noise((len(SCENES), *xs_prv.shape[1:]), seed=13)[tuples_prv]
+            ),
+        },
+        "cifarclip": lambda: {
+            "clean": xc_prv,
+            "t2ue": protect(xc_prv, pipe(cc_prv, seed=31)),
+            "random": protect(xc_prv, random_noise(xc_prv.shape, seed=32)),
+            "em": protect(xc_prv, pgd_em(pipe.surrogate, xc_prv, cc_prv)),
+            "tuple_random": protect(xc_prv, random_noise((10, *xc_prv.shape[1:]), seed=33)[yc_prv]),
+        },
     }
-    res.put(
-        "surrogate_infonce_private",
-        {a: surrogate_infonce(pipe.surrogate, x, cs_prv) for a, x in arms.items()},
-    )
-    for arm, x in arms.items():
-        rows = [victim_clip(x, cs_prv, test, seed, args) for seed in range(args.seeds)]
-        summary = {k: mean_std(rows, k) for k in rows[0] if k != "seconds"}
-        res.put(f"clip_{arm}", {"seeds": rows, "mean_std": summary})
+    data = {"clip": (cs_prv, test), "cifarclip": (cc_prv, cifar_test)}
+    for prefix in [p for p, name in CONTRASTIVE.items() if name in args.contrastive.split(",")]:
+        arms = sets[prefix]()
+        captions, pairs_test = data[prefix]
+        res.put(
+            f"{prefix}_surrogate_infonce_private",
+            {a: surrogate_infonce(pipe.surrogate, x, captions) for a, x in arms.items()},
+        )
+        for arm, x in arms.items():
+            rows = [victim_clip(x, captions, pairs_test, seed, args) for seed in range(args.seeds)]
+            summary = {k: mean_std(rows, k) for k in rows[0] if k != "seconds"}
+            res.put(f"{prefix}_{arm}", {"seeds": rows, "mean_std": summary})
 
     # 5. supervised transfer: class-wise noise from class names only
     if not args.skip_supervised:
@@ -246,19 +270,26 @@ def main() -> None:
     write_table(res, config)
 
 
+CONTRASTIVE = {"clip": "scenes", "cifarclip": "cifar"}  # results prefix -> --contrastive name
 METRICS = ("i2t_r1", "i2t_r5", "i2t_r10", "i2t_medr", "t2i_r1", "t2i_r5", "t2i_r10", "t2i_medr")
 
 
 def targets(arms: dict) -> list[tuple[str, str, bool | None]]:
     """The issue's targets, each with the measured value and met / not met."""
-    m = {a: arms[f"clip_{a}"]["mean_std"] for a in ("clean", "t2ue", "random") if f"clip_{a}" in arms}
     out: list[tuple[str, str, bool | None]] = []
-    if len(m) == 3:
+    for prefix, where in CONTRASTIVE.items():
+        m = {
+            a: arms[f"{prefix}_{a}"]["mean_std"]
+            for a in ("clean", "t2ue", "random")
+            if f"{prefix}_{a}" in arms
+        }
+        if len(m) < 3:
+            continue
         for d in ("i2t", "t2i"):
             t2ue, clean, rand = (m[a][f"{d}_r10"][0] for a in ("t2ue", "clean", "random"))
             out.append(
                 (
-                    f"contrastive {d.upper()} R@10 <= half of clean and of random",
+                    f"contrastive {d.upper()} R@10 <= half of clean and of random ({where})",
                     f"{t2ue:.1f} vs clean {clean:.1f} / random {rand:.1f}",
                     t2ue <= min(clean, rand) / 2,
                 )
@@ -276,6 +307,17 @@ def targets(arms: dict) -> list[tuple[str, str, bool | None]]:
     return out
 
 
+def contrastive_rows(arms: dict, prefix: str) -> list[list[str]]:
+    """One table row per contrastive arm measured under `prefix`: mean ± std over seeds."""
+    rows = []
+    for arm in ("clean", "t2ue", "random", "em", "tuple_random"):
+        if f"{prefix}_{arm}" in arms:
+            m = arms[f"{prefix}_{arm}"]["mean_std"]
+            cells = [f"{m[k][0]:.1f} ± {m[k][1]:.1f}" for k in (*METRICS, "final_train_loss")]
+            rows.append([f"CLIP victim, {arm}", *cells])
+    return rows
+
+
 def write_table(res: Results, config: dict) -> None:
     arms = res.data["arms"]
     header = [
@@ -290,16 +332,9 @@ def write_table(res: Results, config: dict) -> None:
         "T2I MedR",
         "train loss",
     ]
-    rows = []
-    for arm in ("clean", "t2ue", "random", "em", "tuple_random"):
-        if f"clip_{arm}" not in arms:
-            continue
-        m = arms[f"clip_{arm}"]["mean_std"]
-        cells = [f"{m[k][0]:.1f} ± {m[k][1]:.1f}" for k in (*METRICS, "final_train_loss")]
-        rows.append([f"CLIP victim, {arm}", *cells])
     t = arms["training"]
     s = t["surrogate_test_retrieval"]
-    sl = arms.get("surrogate_infonce_private", {})
+    sl = arms.get("clip_surrogate_infonce_private", arms.get("surrogate_infonce_private", {}))
     sl_text = ", ".join(f"{a} {v:.3f}" for a, v in sl.items())
     total = arms.get("total", {})
     notes = (
@@ -319,7 +354,27 @@ def write_table(res: Results, config: dict) -> None:
         "predicts the caption's content; if the victim ignores even this, the scenes' own features are learned before "
         "any +-8/255 pattern."
     )
-    text = res.table(header, rows, "T2UE benchmark", notes)
+    text = res.table(header, contrastive_rows(arms, "clip"), "T2UE benchmark", notes)
+    cl = arms.get("cifarclip_surrogate_infonce_private", {})
+    cifar_lines = [
+        "",
+        "## Contrastive victims on CIFAR captions",
+        "",
+        f"The same victims ({config['victim_epochs']} epochs, {config['seeds']} seeds) on the private CIFAR half "
+        f'({config["train_size"]} images), each captioned with one of 8 class templates ("a blurry photo of a '
+        "dog\"); sample-wise T2UE noise from each image's caption (z from its position). Retrieval on the 1000 clean "
+        "test images with templated captions, hit = same class. The captions of a class cluster, so an image's "
+        "first same-class caption is either at rank 1 or far down: I2T R@1-R@10 are the victim's zero-shot "
+        "accuracy over the 10 classes (chance 10%), while T2I R@10 saturates (100 test images per class). "
+        "`em`: per-image PGD against the surrogate as above; "
+        "`tuple_random`: one fixed +-8/255 pattern per class. Surrogate InfoNCE on the released private CIFAR "
+        "pairs: " + ", ".join(f"{a} {v:.3f}" for a, v in cl.items()) + ".",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *["| " + " | ".join(r) + " |" for r in contrastive_rows(arms, "cifarclip")],
+    ]
+    text += "\n".join(cifar_lines) + "\n" if "cifarclip_clean" in arms else ""
     recipe = Recipe(width=config["width"], epochs=config["epochs"], precision=config.get("precision", "fp32"))
     lines = [
         "",
