@@ -318,81 +318,94 @@ def contrastive_rows(arms: dict, prefix: str) -> list[list[str]]:
     return rows
 
 
-def write_table(res: Results, config: dict) -> None:
-    arms = res.data["arms"]
-    header = [
-        "arm",
-        "I2T R@1",
-        "I2T R@5",
-        "I2T R@10",
-        "I2T MedR",
-        "T2I R@1",
-        "T2I R@5",
-        "T2I R@10",
-        "T2I MedR",
-        "train loss",
-    ]
-    t = arms["training"]
-    s = t["surrogate_test_retrieval"]
-    sl = arms.get("clip_surrogate_infonce_private", arms.get("surrogate_infonce_private", {}))
-    sl_text = ", ".join(f"{a} {v:.3f}" for a, v in sl.items())
-    total = arms.get("total", {})
-    notes = (
-        f"Command: `{total.get('command', 'cd bench && python t2ue_bench.py')}` (settings: {config}). "
-        f"Total {total.get('seconds')} s "
-        "on the shared 2-core machine.\n\n"
-        f"Surrogate (tiny CLIP) + generator training: {t['pairs']} public pairs, {t['seconds']} s. Surrogate on clean "
-        f"test scenes: I2T R@10 {s['i2t_r10']:.1f}, T2I R@10 {s['t2i_r10']:.1f}. Surrogate InfoNCE on the public "
-        f"pairs: clean {t['final_clean_loss']:.3f} -> with T2UE noise {t['final_protected_loss']:.3f}. Surrogate InfoNCE on "
-        f"the released private scenes (uint8, after rounding): {sl_text}.\n\n"
-        f"Contrastive victims: fresh tiny CLIP ({config['victim_epochs']} epochs, identical recipe for every arm), "
-        f"mean ± std over {config['seeds']} seeds; retrieval on 1000 clean test scenes (hit = same attribute tuple; "
-        "chance R@10 about 2-3%). Train loss = the victim's final-epoch InfoNCE on its (protected) training set. "
-        "`em` = image-aware per-image PGD on Eq. 4 against the same surrogate (20 steps): the ceiling for any noise "
-        "made against this surrogate, and not zero-contact. `tuple_random` = one fixed uniform +-8/255 "
-        "pattern per attribute tuple (the contrastive analogue of class-wise noise): a shortcut that perfectly "
-        "predicts the caption's content; if the victim ignores even this, the scenes' own features are learned before "
-        "any +-8/255 pattern."
-    )
-    text = res.table(header, contrastive_rows(arms, "clip"), "T2UE benchmark", notes)
-    cl = arms.get("cifarclip_surrogate_infonce_private", {})
-    cifar_lines = [
-        "",
-        "## Contrastive victims on CIFAR captions",
-        "",
-        f"The same victims ({config['victim_epochs']} epochs, {config['seeds']} seeds) on the private CIFAR half "
-        f'({config["train_size"]} images), each captioned with one of 8 class templates ("a blurry photo of a '
-        "dog\"); sample-wise T2UE noise from each image's caption (z from its position). Retrieval on the 1000 clean "
-        "test images with templated captions, hit = same class. The captions of a class cluster, so an image's "
-        "first same-class caption is either at rank 1 or far down: I2T R@1-R@10 are the victim's zero-shot "
-        "accuracy over the 10 classes (chance 10%), while T2I R@10 saturates (100 test images per class). "
-        "`em`: per-image PGD against the surrogate as above; "
-        "`tuple_random`: one fixed +-8/255 pattern per class. Surrogate InfoNCE on the released private CIFAR "
-        "pairs: " + ", ".join(f"{a} {v:.3f}" for a, v in cl.items()) + ".",
-        "",
+HEADER = ["arm", "I2T R@1", "I2T R@5", "I2T R@10", "I2T MedR", "T2I R@1", "T2I R@5", "T2I R@10", "T2I MedR"]
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return [
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
-        *["| " + " | ".join(r) + " |" for r in contrastive_rows(arms, "cifarclip")],
+        *["| " + " | ".join(r) + " |" for r in rows],
     ]
-    text += "\n".join(cifar_lines) + "\n" if "cifarclip_clean" in arms else ""
-    recipe = Recipe(width=config["width"], epochs=config["epochs"], precision=config.get("precision", "fp32"))
+
+
+def write_table(res: Results, config: dict) -> None:
+    """NAME.md from the recorded arms: only the sections this run measured."""
+    arms = res.data["arms"]
+    header = [*HEADER, "train loss"]
+    t = arms["training"]
+    s = t["surrogate_test_retrieval"]
+    total = arms.get("total", {})
     lines = [
+        "# T2UE benchmark",
         "",
-        "## Supervised transfer (CIFAR-10 subset, class-wise T2UE, ResNet-18 victim)",
+        f"Command: `{total.get('command', 'cd bench && python t2ue_bench.py')}` (settings: {config}). "
+        f"Total {total.get('seconds')} s on the shared 2-core machine.",
         "",
-        f"Recipe (same for every arm): {recipe}; {config['train_size']} private "
-        "train images, 1000 clean test images, seed 0. `clean_only_0.5` is the clean half that `t2ue_p0.5` "
-        "keeps (the fair baseline for mixing); `random_classwise` adds one fixed uniform +-8/255 pattern per "
-        "class (no text, no surrogate).",
-        "",
-        "| arm | test acc % | train acc % | s |",
-        "|---|---|---|---|",
+        f"Surrogate (tiny CLIP) + generator training: {t['pairs']} public pairs, {t['seconds']} s. Surrogate on clean "
+        f"test scenes: I2T R@10 {s['i2t_r10']:.1f}, T2I R@10 {s['t2i_r10']:.1f}. Surrogate InfoNCE on the public "
+        f"pairs: clean {t['final_clean_loss']:.3f} -> with T2UE noise {t['final_protected_loss']:.3f}.",
     ]
-    lines += [
-        f"| {arm[4:]} | {100 * v['test_acc']:.1f} | {100 * v['train_acc']:.1f} | {v['seconds']:.0f} |"
-        for arm, v in arms.items()
-        if arm.startswith("sup_")
-    ]
+    if "clip_clean" in arms:
+        sl = arms.get("clip_surrogate_infonce_private", arms.get("surrogate_infonce_private", {}))
+        lines += [
+            "",
+            "## Contrastive victims on the procedural scenes",
+            "",
+            f"Fresh tiny CLIP ({config['victim_epochs']} epochs, identical recipe for every arm), mean ± std over "
+            f"{config['seeds']} seeds; retrieval on 1000 clean test scenes (hit = same attribute tuple; chance R@10 "
+            "about 2-3%). Train loss = the victim's final-epoch InfoNCE on its (protected) training set. `em` = "
+            "image-aware per-image PGD on Eq. 4 against the same surrogate (20 steps): the ceiling for any noise made "
+            "against this surrogate, and not zero-contact. `tuple_random` = one fixed uniform +-8/255 pattern per "
+            "attribute tuple (the contrastive analogue of class-wise noise): a shortcut that perfectly predicts the "
+            "caption's content; if the victim ignores even this, the scenes' own features are learned before any "
+            "+-8/255 pattern. Surrogate InfoNCE on the released private scenes (uint8, after rounding): "
+            + ", ".join(f"{a} {v:.3f}" for a, v in sl.items())
+            + ".",
+            "",
+            *markdown_table(header, contrastive_rows(arms, "clip")),
+        ]
+    if "cifarclip_clean" in arms:
+        cl = arms.get("cifarclip_surrogate_infonce_private", {})
+        lines += [
+            "",
+            "## Contrastive victims on CIFAR captions",
+            "",
+            f"The same victims ({config['victim_epochs']} epochs, {config['seeds']} seeds) on the private CIFAR half "
+            f'({config["train_size"]} images), each captioned with one of 8 class templates ("a blurry photo of a '
+            "dog\"); sample-wise T2UE noise from each image's caption (z from its position). Retrieval on the 1000 "
+            "clean test images with templated captions, hit = same class. The captions of a class cluster, so an "
+            "image's first same-class caption is either at rank 1 or far down: I2T R@1-R@10 are the victim's "
+            "zero-shot accuracy over the 10 classes (chance 10%), while T2I R@10 saturates (100 test images per "
+            "class). `em`: per-image PGD against the surrogate as above; `tuple_random`: one fixed +-8/255 pattern "
+            "per class. Surrogate InfoNCE on the released private CIFAR pairs: "
+            + ", ".join(f"{a} {v:.3f}" for a, v in cl.items())
+            + ".",
+            "",
+            *markdown_table(header, contrastive_rows(arms, "cifarclip")),
+        ]
+    sup = [(arm[4:], v) for arm, v in arms.items() if arm.startswith("sup_")]
+    if sup:
+        recipe = Recipe(
+            width=config["width"], epochs=config["epochs"], precision=config.get("precision", "fp32")
+        )
+        lines += [
+            "",
+            "## Supervised transfer (CIFAR-10 subset, class-wise T2UE, ResNet-18 victim)",
+            "",
+            f"Recipe (same for every arm): {recipe}; {config['train_size']} private "
+            "train images, 1000 clean test images, seed 0. `clean_only_0.5` is the clean half that `t2ue_p0.5` "
+            "keeps (the fair baseline for mixing); `random_classwise` adds one fixed uniform +-8/255 pattern per "
+            "class (no text, no surrogate).",
+            "",
+            *markdown_table(
+                ["arm", "test acc %", "train acc %", "s"],
+                [
+                    [a, f"{100 * v['test_acc']:.1f}", f"{100 * v['train_acc']:.1f}", f"{v['seconds']:.0f}"]
+                    for a, v in sup
+                ],
+            ),
+        ]
     lines += [
         "",
         "## Noise generation speed (shared 2-core machine)",
@@ -401,16 +414,16 @@ def write_table(res: Results, config: dict) -> None:
         f"(20 steps, 1 thread) against the same surrogate on the {config['scenes']} private scenes (the `em` arm), "
         "which needs the images.",
         "",
-        "| what | value |",
-        "|---|---|",
+        *markdown_table(["what", "value"], [[k, str(v)] for k, v in arms.get("speed", {}).items()]),
+        "",
+        "## Targets (issue 3)",
+        "",
+        *markdown_table(
+            ["target", "measured", "met"],
+            [[n, v, "-" if ok is None else ("yes" if ok else "no")] for n, v, ok in targets(arms)],
+        ),
     ]
-    lines += [f"| {k} | {v} |" for k, v in arms.get("speed", {}).items()]
-    lines += ["", "## Targets (issue 3)", "", "| target | measured | met |", "|---|---|---|"]
-    lines += [
-        f"| {name} | {value} | {'-' if ok is None else ('yes' if ok else 'no')} |"
-        for name, value, ok in targets(arms)
-    ]
-    res.path.with_suffix(".md").write_text(text + "\n".join(lines) + "\n")
+    res.path.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print(res.path.with_suffix(".md").read_text())
 
 
