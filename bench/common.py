@@ -31,6 +31,15 @@ def load_cifar(train_size: int | None = None, test_size: int | None = None) -> d
     return out
 
 
+def markdown_table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    """The lines of a markdown table."""
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *["| " + " | ".join(str(c) for c in r) + " |" for r in rows],
+    ]
+
+
 def machine() -> dict[str, Any]:
     import torch
 
@@ -66,8 +75,7 @@ class Results:
         tmp.replace(self.path)
 
     def table(self, header: list[str], rows: list[list[Any]], title: str, notes: str = "") -> str:
-        lines = [f"# {title}", "", notes, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+        lines = [f"# {title}", "", notes, "", *markdown_table(header, rows)]
         text = "\n".join(lines) + "\n"
         self.path.with_suffix(".md").write_text(text)
         return text

@@ -36,6 +36,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common import markdown_table  # noqa: E402
+
 from forgettable.audit import audit_forgetting, checkpoint_hygiene  # noqa: E402
 from forgettable.backbones import resolve_architecture  # noqa: E402
 from forgettable.config import ForgettableConfig  # noqa: E402
@@ -204,14 +206,6 @@ def auc(m: dict, stat: str) -> str:
     return "-" if r is None else f"{r['auc']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
 
 
-def table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return [
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-        *["| " + " | ".join(r) + " |" for r in rows],
-    ]
-
-
 def _key(r: dict) -> list[str]:
     return [r["dataset"], r["regime"], r["head"]]
 
@@ -267,7 +261,7 @@ def markdown(rows: list[dict], command: str, seconds: float) -> str:
         "Forget ms: median of 7 runs of `forget_checkpoint` (read + SHA-256 check, delete, fsynced atomic "
         "folder swap); retrain oracle s: the oracle's training time in the same run.",
         "",
-        *table(
+        *markdown_table(
             [
                 "dataset",
                 "regime",
@@ -295,7 +289,7 @@ def markdown(rows: list[dict], command: str, seconds: float) -> str:
         "after, and on all retained classes pooled after (4x the samples). Re-learning: forget accuracy (%) "
         "after a new prompt (and head row) is optimised on 1/5/20 samples per class, mean of 3 draws.",
         "",
-        *table(
+        *markdown_table(
             [
                 "dataset",
                 "regime",
@@ -317,7 +311,7 @@ def markdown(rows: list[dict], command: str, seconds: float) -> str:
         "",
         "Checks (pass / FAIL / - not applicable):",
         "",
-        *table(["dataset", "regime", "head", *checks], check_rows),
+        *markdown_table(["dataset", "regime", "head", *checks], check_rows),
     ]
     return "\n".join(lines) + "\n"
 

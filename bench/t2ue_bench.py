@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import RESULTS, Results
+from common import RESULTS, Results, markdown_table
 from t2ue_data import SCENES, cifar_captions, load_cifar, make_scenes
 
 from unlearnable.release import clean_only, jpeg, mix
@@ -318,21 +318,21 @@ def contrastive_rows(arms: dict, prefix: str) -> list[list[str]]:
     return rows
 
 
-HEADER = ["arm", "I2T R@1", "I2T R@5", "I2T R@10", "I2T MedR", "T2I R@1", "T2I R@5", "T2I R@10", "T2I MedR"]
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return [
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-        *["| " + " | ".join(r) + " |" for r in rows],
-    ]
-
-
 def write_table(res: Results, config: dict) -> None:
     """NAME.md from the recorded arms: only the sections this run measured."""
     arms = res.data["arms"]
-    header = [*HEADER, "train loss"]
+    header = [
+        "arm",
+        "I2T R@1",
+        "I2T R@5",
+        "I2T R@10",
+        "I2T MedR",
+        "T2I R@1",
+        "T2I R@5",
+        "T2I R@10",
+        "T2I MedR",
+    ]
+    header.append("train loss")
     t = arms["training"]
     s = t["surrogate_test_retrieval"]
     total = arms.get("total", {})
