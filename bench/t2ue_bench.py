@@ -155,6 +155,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads for training")
     ap.add_argument("--name", default="t2ue", help="results file stem in bench/results (for extra runs)")
     ap.add_argument("--table-only", action="store_true", help="rewrite NAME.md from NAME.json")
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the arms NAME.json has (same settings); run the missing ones",
+    )
     args = ap.parse_args()
     if args.table_only:
         saved = json.loads((RESULTS / f"{args.name}.json").read_text())
@@ -162,8 +167,8 @@ def main() -> None:
         write_table(res, saved["config"])
         return
     torch.set_num_threads(args.threads)
-    config = {k: v for k, v in vars(args).items() if k not in ("table_only", "name")}
-    res = Results(args.name, config)
+    config = {k: v for k, v in vars(args).items() if k not in ("table_only", "name", "resume")}
+    res = Results(args.name, config, resume=args.resume)
     t_all = time.perf_counter()
 
     # 1. data: public pairs train surrogate + generator; private pairs are protected from their captions only
@@ -209,41 +214,56 @@ def main() -> None:
     speed["ratio_t2ue_vs_pgd_32_1thread"] = round(
         speed["t2ue_32x32_1thread_images_per_s"] / speed["pgd_em20_32x32_1thread_images_per_s"], 1
     )
-    res.put("speed", speed)
+    if not res.has("speed"):  # a resumed run keeps the speeds it measured
+        res.put("speed", speed)
     torch.set_num_threads(args.threads)
 
     # 4. contrastive victims: on the private scenes, and on the private CIFAR half with varied class captions
     cc_prv = cifar_captions(yc_prv, classes, seed=5)
-    cifar_test = (xc_test, cifar_captions(yc_test, classes, seed=6), yc_test)
-    sets = {  # built only when asked for (`--contrastive`): each costs noise generation and 15 victims
-        "clip": lambda: {
-            "clean": xs_prv,
-            "t2ue": protect(xs_prv, pipe(cs_prv, seed=11)),
-            "random": protect(xs_prv, random_noise(xs_prv.shape, seed=12)),
-            "em": protect(xs_prv, em_delta),
+
+    def scene_arms() -> dict[str, tuple[np.ndarray, list[str]]]:
+        return {
+            "clean": (xs_prv, cs_prv),
+            "t2ue": (protect(xs_prv, pipe(cs_prv, seed=11)), cs_prv),
+            "random": (protect(xs_prv, random_noise(xs_prv.shape, seed=12)), cs_prv),
+            "em": (protect(xs_prv, em_delta), cs_prv),
             # a perfect shortcut, no text or surrogate needed: one fixed +-8/255 pattern per attribute tuple
-            "tuple_random": protect(
-                xs_prv, random_noise((len(SCENES), *xs_prv.shape[1:]), seed=13)[tuples_prv]
+            "tuple_random": (
+                protect(xs_prv, random_noise((len(SCENES), *xs_prv.shape[1:]), seed=13)[tuples_prv]),
+                cs_prv,
             ),
-        },
-        "cifarclip": lambda: {
-            "clean": xc_prv,
-            "t2ue": protect(xc_prv, pipe(cc_prv, seed=31)),
-            "random": protect(xc_prv, random_noise(xc_prv.shape, seed=32)),
-            "em": protect(xc_prv, pgd_em(pipe.surrogate, xc_prv, cc_prv)),
-            "tuple_random": protect(xc_prv, random_noise((10, *xc_prv.shape[1:]), seed=33)[yc_prv]),
-        },
-    }
-    data = {"clip": (cs_prv, test), "cifarclip": (cc_prv, cifar_test)}
-    for prefix in [p for p, name in CONTRASTIVE.items() if name in args.contrastive.split(",")]:
-        arms = sets[prefix]()
-        captions, pairs_test = data[prefix]
+        }
+
+    def cifar_arms() -> dict[str, tuple[np.ndarray, list[str]]]:
+        t2ue = protect(xc_prv, pipe(cc_prv, seed=31))
+        half_x, half_captions = clean_only(xc_prv, np.array(cc_prv), 0.5, seed=0)
+        return {
+            "clean": (xc_prv, cc_prv),
+            "t2ue": (t2ue, cc_prv),
+            "random": (protect(xc_prv, random_noise(xc_prv.shape, seed=32)), cc_prv),
+            "em": (protect(xc_prv, pgd_em(pipe.surrogate, xc_prv, cc_prv)), cc_prv),
+            "tuple_random": (
+                protect(xc_prv, random_noise((10, *xc_prv.shape[1:]), seed=33)[yc_prv]),
+                cc_prv,
+            ),
+            "t2ue_p0.5": (mix(xc_prv, t2ue, 0.5, seed=0), cc_prv),
+            "clean_only_0.5": (half_x, [str(c) for c in half_captions]),
+            "t2ue_jpeg75": (jpeg(t2ue, 75), cc_prv),
+        }
+
+    tests = {"clip": test, "cifarclip": (xc_test, cifar_captions(yc_test, classes, seed=6), yc_test)}
+    for prefix, build in (("clip", scene_arms), ("cifarclip", cifar_arms)):
+        if CONTRASTIVE[prefix] not in args.contrastive.split(","):
+            continue
+        arms = build()  # each set costs noise generation and 3 victims per arm: only the sets asked for
         res.put(
             f"{prefix}_surrogate_infonce_private",
-            {a: surrogate_infonce(pipe.surrogate, x, captions) for a, x in arms.items()},
+            {a: surrogate_infonce(pipe.surrogate, x, c) for a, (x, c) in arms.items()},
         )
-        for arm, x in arms.items():
-            rows = [victim_clip(x, captions, pairs_test, seed, args) for seed in range(args.seeds)]
+        for arm, (x, captions) in arms.items():
+            if res.has(f"{prefix}_{arm}"):
+                continue
+            rows = [victim_clip(x, captions, tests[prefix], seed, args) for seed in range(args.seeds)]
             summary = {k: mean_std(rows, k) for k in rows[0] if k != "seconds"}
             res.put(f"{prefix}_{arm}", {"seeds": rows, "mean_std": summary})
 
@@ -263,10 +283,20 @@ def main() -> None:
             "random_classwise": (rand, yc_prv),
         }
         for arm, (x, y) in sup.items():
+            if res.has(f"sup_{arm}"):
+                continue
             r = train_victim(x, y, xc_test, yc_test, recipe=recipe, seed=0)
             res.put(f"sup_{arm}", r.as_dict())
     command = " ".join(["cd bench && python t2ue_bench.py", *sys.argv[1:]])
-    res.put("total", {"seconds": round(time.perf_counter() - t_all, 1), "command": command})
+    total = {"seconds": round(time.perf_counter() - t_all, 1), "command": command}
+    if res.has("total"):  # resumed: the first command made the settings; this one only added arms
+        before = res.data["arms"]["total"]
+        total = {
+            "seconds": round(before["seconds"] + total["seconds"], 1),
+            "command": before["command"],
+            "resumed": [*before.get("resumed", []), command],
+        }
+    res.put("total", total)
     write_table(res, config)
 
 
@@ -310,7 +340,16 @@ def targets(arms: dict) -> list[tuple[str, str, bool | None]]:
 def contrastive_rows(arms: dict, prefix: str) -> list[list[str]]:
     """One table row per contrastive arm measured under `prefix`: mean ± std over seeds."""
     rows = []
-    for arm in ("clean", "t2ue", "random", "em", "tuple_random"):
+    for arm in (
+        "clean",
+        "t2ue",
+        "random",
+        "em",
+        "tuple_random",
+        "t2ue_p0.5",
+        "clean_only_0.5",
+        "t2ue_jpeg75",
+    ):
         if f"{prefix}_{arm}" in arms:
             m = arms[f"{prefix}_{arm}"]["mean_std"]
             cells = [f"{m[k][0]:.1f} ± {m[k][1]:.1f}" for k in (*METRICS, "final_train_loss")]
@@ -339,8 +378,9 @@ def write_table(res: Results, config: dict) -> None:
     lines = [
         "# T2UE benchmark",
         "",
-        f"Command: `{total.get('command', 'cd bench && python t2ue_bench.py')}` (settings: {config}). "
-        f"Total {total.get('seconds')} s on the shared 2-core machine.",
+        f"Command: `{total.get('command', 'cd bench && python t2ue_bench.py')}` (settings: {config})"
+        + "".join(f"; arms added by `{c}`" for c in total.get("resumed", []))
+        + f". Total {total.get('seconds')} s on the shared 2-core machine.",
         "",
         f"Surrogate (tiny CLIP) + generator training: {t['pairs']} public pairs, {t['seconds']} s. Surrogate on clean "
         f"test scenes: I2T R@10 {s['i2t_r10']:.1f}, T2I R@10 {s['t2i_r10']:.1f}. Surrogate InfoNCE on the public "
@@ -378,7 +418,9 @@ def write_table(res: Results, config: dict) -> None:
             "image's first same-class caption is either at rank 1 or far down: I2T R@1-R@10 are the victim's "
             "zero-shot accuracy over the 10 classes (chance 10%), while T2I R@10 saturates (100 test images per "
             "class). `em`: per-image PGD against the surrogate as above; `tuple_random`: one fixed +-8/255 pattern "
-            "per class. Surrogate InfoNCE on the released private CIFAR pairs: "
+            "per class; `t2ue_p0.5`: half the images protected, the other half clean, beside `clean_only_0.5`, the "
+            "victim trained on that clean half alone; `t2ue_jpeg75`: the T2UE set re-encoded as JPEG quality 75. "
+            "Surrogate InfoNCE on the released private CIFAR pairs: "
             + ", ".join(f"{a} {v:.3f}" for a, v in cl.items())
             + ".",
             "",
