@@ -38,7 +38,7 @@ import torch
 from common import RESULTS, Results, markdown_table
 from t2ue_data import SCENES, cifar_captions, load_cifar, make_scenes
 
-from unlearnable.release import clean_only, jpeg, mix
+from unlearnable.release import clean_only, grayscale, jpeg, mix
 from unlearnable.t2ue import class_captions
 from unlearnable.t2ue.apply import add_noise
 from unlearnable.t2ue.pipeline import NoiseGenPipeline
@@ -249,6 +249,8 @@ def main() -> None:
             "t2ue_p0.5": (mix(xc_prv, t2ue, 0.5, seed=0), cc_prv),
             "clean_only_0.5": (half_x, [str(c) for c in half_captions]),
             "t2ue_jpeg75": (jpeg(t2ue, 75), cc_prv),
+            "t2ue_gray": (grayscale(t2ue), cc_prv),
+            "clean_gray": (grayscale(xc_prv), cc_prv),  # the greyscale arm's baseline
         }
 
     tests = {"clip": test, "cifarclip": (xc_test, cifar_captions(yc_test, classes, seed=6), yc_test)}
@@ -281,6 +283,8 @@ def main() -> None:
             "clean_only_0.5": clean_only(xc_prv, yc_prv, 0.5, seed=0),
             "t2ue_jpeg75": (jpeg(prot, 75), yc_prv),
             "random_classwise": (rand, yc_prv),
+            "t2ue_gray": (grayscale(prot), yc_prv),
+            "clean_gray": (grayscale(xc_prv), yc_prv),  # the greyscale arm's baseline
         }
         for arm, (x, y) in sup.items():
             if res.has(f"sup_{arm}"):
@@ -349,6 +353,8 @@ def contrastive_rows(arms: dict, prefix: str) -> list[list[str]]:
         "t2ue_p0.5",
         "clean_only_0.5",
         "t2ue_jpeg75",
+        "t2ue_gray",
+        "clean_gray",
     ):
         if f"{prefix}_{arm}" in arms:
             m = arms[f"{prefix}_{arm}"]["mean_std"]
@@ -379,7 +385,7 @@ def write_table(res: Results, config: dict) -> None:
         "# T2UE benchmark",
         "",
         f"Command: `{total.get('command', 'cd bench && python t2ue_bench.py')}` (settings: {config})"
-        + "".join(f"; arms added by `{c}`" for c in total.get("resumed", []))
+        + "".join(f"; arms added by `{c}`" for c in dict.fromkeys(total.get("resumed", [])))
         + f". Total {total.get('seconds')} s on the shared 2-core machine.",
         "",
         f"Surrogate (tiny CLIP) + generator training: {t['pairs']} public pairs, {t['seconds']} s. Surrogate on clean "
@@ -419,7 +425,8 @@ def write_table(res: Results, config: dict) -> None:
             "zero-shot accuracy over the 10 classes (chance 10%), while T2I R@10 saturates (100 test images per "
             "class). `em`: per-image PGD against the surrogate as above; `tuple_random`: one fixed +-8/255 pattern "
             "per class; `t2ue_p0.5`: half the images protected, the other half clean, beside `clean_only_0.5`, the "
-            "victim trained on that clean half alone; `t2ue_jpeg75`: the T2UE set re-encoded as JPEG quality 75. "
+            "victim trained on that clean half alone; `t2ue_jpeg75`: the T2UE set re-encoded as JPEG quality 75; "
+            "`t2ue_gray` / `clean_gray`: the T2UE / clean set in greyscale (ITU-R 601 luma in 3 channels). "
             "Surrogate InfoNCE on the released private CIFAR pairs: "
             + ", ".join(f"{a} {v:.3f}" for a, v in cl.items())
             + ".",
@@ -438,7 +445,7 @@ def write_table(res: Results, config: dict) -> None:
             f"Recipe (same for every arm): {recipe}; {config['train_size']} private "
             "train images, 1000 clean test images, seed 0. `clean_only_0.5` is the clean half that `t2ue_p0.5` "
             "keeps (the fair baseline for mixing); `random_classwise` adds one fixed uniform +-8/255 pattern per "
-            "class (no text, no surrogate).",
+            "class (no text, no surrogate); `t2ue_gray` / `clean_gray`: the protected / clean set in greyscale.",
             "",
             *markdown_table(
                 ["arm", "test acc %", "train acc %", "s"],
