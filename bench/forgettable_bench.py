@@ -97,12 +97,19 @@ def recipe_for(dataset: str, args: argparse.Namespace) -> Recipe:
     """The training recipe of every model (PF, oracle, pretrained backbone) on `dataset`."""
     if dataset == "digits":
         return Recipe(
-            epochs=args.digits_epochs, batch_size=16, lr=2e-3, schedule="cosine", shift=1, seed=args.seed
+            epochs=args.digits_epochs,
+            batch_size=16,
+            lr=2e-3,
+            kl_weight=args.kl_weight,
+            schedule="cosine",
+            shift=1,
+            seed=args.seed,
         )
     return Recipe(
         epochs=args.cifar_epochs,
         batch_size=32,
         lr=2e-3,
+        kl_weight=args.kl_weight,
         schedule="cosine",
         shift=2,
         hflip=True,
@@ -337,6 +344,12 @@ def main() -> None:
     parser.add_argument("--patch", type=int, default=4, help="Tiny-ViT patch size (both datasets).")
     parser.add_argument("--cifar-per-class", type=int, default=300)
     parser.add_argument("--relearn-steps", type=int, default=100)
+    parser.add_argument(
+        "--kl-weight",
+        type=float,
+        default=1.0,
+        help="Weight of the paper's KL-to-uniform term (0 ablates it).",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "forgettable"))
