@@ -125,6 +125,12 @@ def images_per_s(fn, n: int, repeats: int = 3) -> float:
     return round(n / best, 1)
 
 
+def wanted(arms: dict, names: str) -> dict:
+    """The arms named in the comma-separated `names` (all of them when it is empty)."""
+    keep = set(filter(None, names.split(",")))
+    return {a: v for a, v in arms.items() if not keep or a in keep}
+
+
 def test_scenes() -> tuple[np.ndarray, list[str], np.ndarray]:
     return make_scenes(1000, seed=3)
 
@@ -163,6 +169,12 @@ def main() -> None:
         help="contrastive victim sets: scenes, cifar (captioned classes)",
     )
     ap.add_argument("--skip-supervised", action="store_true")
+    ap.add_argument("--arch", default="ssa", choices=["ssa", "unet"], help="generator backbone")
+    ap.add_argument(
+        "--arms",
+        default="",
+        help="comma-separated arm names to run (default: all), e.g. clean,t2ue,t2ue_p1.0",
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch threads for training")
     ap.add_argument("--name", default="t2ue", help="results file stem in bench/results (for extra runs)")
     ap.add_argument("--table-only", action="store_true", help="rewrite NAME.md from NAME.json")
@@ -178,7 +190,8 @@ def main() -> None:
         write_table(res, saved["config"])
         return
     torch.set_num_threads(args.threads)
-    config = {k: v for k, v in vars(args).items() if k not in ("table_only", "name", "resume")}
+    # which arms run and where they go do not change any number
+    config = {k: v for k, v in vars(args).items() if k not in ("table_only", "name", "resume", "arms")}
     res = Results(args.name, config, resume=args.resume)
     t_all = time.perf_counter()
 
@@ -202,7 +215,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         pairs = Path(tmp) / "public.npz"
         np.savez(pairs, x=np.concatenate([xs_pub, xc_pub]), captions=np.array(cs_pub + cc_pub))
-        summary = train_t2ue(pairs, Path(tmp) / "gen", epochs=args.gen_epochs, clip_epochs=args.clip_epochs)
+        summary = train_t2ue(
+            pairs, Path(tmp) / "gen", arch=args.arch, epochs=args.gen_epochs, clip_epochs=args.clip_epochs
+        )
         pipe = NoiseGenPipeline.from_pretrained(Path(tmp) / "gen")
     surrogate_test = retrieval_metrics(*embed_pairs(pipe.surrogate, test[0], test[1]), test[2])
     res.put("training", {k: v for k, v in summary.items()} | {"surrogate_test_retrieval": surrogate_test})
@@ -270,7 +285,7 @@ def main() -> None:
     for prefix, build in (("clip", scene_arms), ("cifarclip", cifar_arms)):
         if CONTRASTIVE[prefix] not in args.contrastive.split(","):
             continue
-        arms = build()  # each set costs noise generation and 3 victims per arm: only the sets asked for
+        arms = wanted(build(), args.arms)  # each set costs noise and 3 victims per arm: only those asked for
         res.put(
             f"{prefix}_surrogate_infonce_private",
             {a: surrogate_infonce(pipe.surrogate, x, c) for a, (x, c) in arms.items()},
@@ -299,7 +314,7 @@ def main() -> None:
             "t2ue_gray": (grayscale(prot), yc_prv),
             "clean_gray": (grayscale(xc_prv), yc_prv),  # the greyscale arm's baseline
         }
-        for arm, (x, y) in sup.items():
+        for arm, (x, y) in wanted(sup, args.arms).items():
             if res.has(f"sup_{arm}"):
                 continue
             r = train_victim(x, y, xc_test, yc_test, recipe=recipe, seed=0)
