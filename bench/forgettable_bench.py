@@ -95,26 +95,10 @@ def joined(a: LabeledImages, b: LabeledImages) -> LabeledImages:
 
 def recipe_for(dataset: str, args: argparse.Namespace) -> Recipe:
     """The training recipe of every model (PF, oracle, pretrained backbone) on `dataset`."""
+    shared = dict(lr=2e-3, kl_weight=args.kl_weight, schedule="cosine", seed=args.seed)
     if dataset == "digits":
-        return Recipe(
-            epochs=args.digits_epochs,
-            batch_size=16,
-            lr=2e-3,
-            kl_weight=args.kl_weight,
-            schedule="cosine",
-            shift=1,
-            seed=args.seed,
-        )
-    return Recipe(
-        epochs=args.cifar_epochs,
-        batch_size=32,
-        lr=2e-3,
-        kl_weight=args.kl_weight,
-        schedule="cosine",
-        shift=2,
-        hflip=True,
-        seed=args.seed,
-    )
+        return Recipe(epochs=args.digits_epochs, batch_size=16, shift=1, **shared)
+    return Recipe(epochs=args.cifar_epochs, batch_size=32, shift=2, hflip=True, **shared)
 
 
 def pretrain_backbone(data: LabeledImages, *, arch: dict, recipe: Recipe) -> tuple[dict, float]:
