@@ -126,3 +126,19 @@ def test_protect_images_t2ue_shortcut(gen_dir, tmp_path):
         before = np.asarray(Image.open(src / f"{i}.png"), dtype=int)
         after = np.asarray(Image.open(tmp_path / "out" / f"{i}.png"), dtype=int)
         assert 0 < np.abs(after - before).max() <= 8
+
+
+def test_unet_ignores_padding_tokens_and_an_all_keep_mask_changes_nothing():
+    torch.manual_seed(0)
+    g = create_generator(
+        GeneratorConfig(arch="unet", text_dim=16, image_size=8, unet_channels=[16, 16])
+    ).eval()
+    z, states = torch.randn(2, *g.z_shape), torch.randn(2, 6, 16)
+    mask = torch.tensor([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 0]], dtype=torch.bool)
+    with torch.no_grad():
+        out = g(None, z, states, mask)
+        noisy = states.clone()
+        noisy[~mask] = 100.0 * torch.randn(int((~mask).sum()), 16)
+        assert torch.allclose(g(None, z, noisy, mask), out, atol=1e-6)
+        full = torch.ones(2, 6, dtype=torch.bool)
+        assert torch.allclose(g(None, z, states, full), g(None, z, states, None), atol=1e-7)

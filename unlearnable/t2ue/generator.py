@@ -184,8 +184,9 @@ class UNetGenerator(nn.Module):
     ) -> torch.Tensor:
         if states is None:
             raise ValueError("the unet generator needs the text token states")
-        bias = None if mask is None else (1.0 - mask.float()) * -10000.0
-        out = self.unet(z, 0, encoder_hidden_states=states, encoder_attention_mask=bias, return_dict=False)[0]
+        # diffusers turns the keep-mask (1 = token, 0 = padding) into the attention bias itself
+        keep = None if mask is None else mask.to(z.dtype)
+        out = self.unet(z, 0, encoder_hidden_states=states, encoder_attention_mask=keep, return_dict=False)[0]
         return self.config.eps * torch.tanh(out)
 
 
