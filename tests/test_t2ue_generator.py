@@ -142,3 +142,17 @@ def test_unet_ignores_padding_tokens_and_an_all_keep_mask_changes_nothing():
         assert torch.allclose(g(None, z, noisy, mask), out, atol=1e-6)
         full = torch.ones(2, 6, dtype=torch.bool)
         assert torch.allclose(g(None, z, states, full), g(None, z, states, None), atol=1e-7)
+
+
+def test_unet_pooled_text_conditions_every_block_only_when_configured():
+    torch.manual_seed(0)
+    z, states = torch.randn(2, 4, 8, 8), torch.randn(2, 6, 16)
+    emb_a, emb_b = torch.randn(2, 12), torch.randn(2, 12)
+    for pooled_dim in (0, 12):
+        config = GeneratorConfig(
+            arch="unet", text_dim=16, image_size=8, unet_channels=[16, 16], pooled_dim=pooled_dim
+        )
+        g = create_generator(config).eval()
+        with torch.no_grad():
+            changed = (g(emb_a, z, states) - g(emb_b, z, states)).abs().max().item()
+        assert (changed > 1e-4) == bool(pooled_dim), (pooled_dim, changed)

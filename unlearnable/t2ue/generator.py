@@ -37,6 +37,9 @@ class GeneratorConfig:
     """Everything needed to rebuild a generator (saved as the `generator` entry of `config.json`).
 
     `text_dim` is the pooled CLIP embedding size for `ssa` and the text tower width (token states) for `unet`.
+    `pooled_dim` (unet only): the pooled embedding's size, fed to every ResNet block as a scale and shift through
+    diffusers' class embedding, as SSCBN conditions every SSA block; 0 = cross-attention only (checkpoints saved
+    before this field).
     """
 
     arch: str = "ssa"
@@ -48,6 +51,7 @@ class GeneratorConfig:
     cond_hidden: int = 64
     unet_channels: list[int] = field(default_factory=lambda: [32, 64, 64])
     z_channels: int = 4
+    pooled_dim: int = 0
 
     def __post_init__(self) -> None:
         if self.arch not in GENERATORS:
@@ -149,7 +153,12 @@ class SSAGenerator(nn.Module):
 
 class UNetGenerator(nn.Module):
     """Ablation (not the paper's model): a tiny diffusers `UNet2DConditionModel` mapping a z map to delta in one pass,
-    cross-attending to the CLIP text token states (the route of the co-author's abandoned `text-to-noise` prototype)."""
+    cross-attending to the CLIP text token states (the route of the co-author's abandoned `text-to-noise` prototype).
+
+    With cross-attention alone (only at the coarsest level, for CPU cost) the text barely reached the output and,
+    on the benchmark's mixed public pairs, the noise stayed caption-independent and the surrogate loss flat; the
+    pooled embedding as a scale and shift in every ResNet block (`pooled_dim`) fixed that.
+    """
 
     def __init__(self, config: GeneratorConfig) -> None:
         super().__init__()
@@ -169,6 +178,15 @@ class UNetGenerator(nn.Module):
             up_block_types=("CrossAttnUpBlock2D",) + ("UpBlock2D",) * (len(chans) - 1),
             norm_num_groups=8,
             attention_head_dim=8,
+            **(
+                dict(
+                    class_embed_type="projection",
+                    projection_class_embeddings_input_dim=config.pooled_dim,
+                    resnet_time_scale_shift="scale_shift",
+                )
+                if config.pooled_dim
+                else {}
+            ),
         )
 
     @property
@@ -186,7 +204,15 @@ class UNetGenerator(nn.Module):
             raise ValueError("the unet generator needs the text token states")
         # diffusers turns the keep-mask (1 = token, 0 = padding) into the attention bias itself
         keep = None if mask is None else mask.to(z.dtype)
-        out = self.unet(z, 0, encoder_hidden_states=states, encoder_attention_mask=keep, return_dict=False)[0]
+        pooled = emb if self.config.pooled_dim else None
+        out = self.unet(
+            z,
+            0,
+            encoder_hidden_states=states,
+            encoder_attention_mask=keep,
+            class_labels=pooled,
+            return_dict=False,
+        )[0]
         return self.config.eps * torch.tanh(out)
 
 

@@ -237,12 +237,19 @@ def train_t2ue(
     else:
         surrogate = load_open_clip(clip, pretrained, device=dev)
     surrogate.freeze()
-    text_dim = surrogate.encode_text(surrogate.tokenize(["a"])).shape[-1]
+    dims: dict[str, int] = {"text_dim": surrogate.encode_text(surrogate.tokenize(["a"])).shape[-1]}
     if arch == "unet":
-        text_dim = surrogate.token_states(surrogate.tokenize(["a"]))[0].shape[-1]
+        dims = {
+            "text_dim": surrogate.token_states(surrogate.tokenize(["a"]))[0].shape[-1],
+            "pooled_dim": dims["text_dim"],
+        }
     native = gen_size or max(8, image_size // 2)
     config = GeneratorConfig(
-        arch=arch, text_dim=int(text_dim), image_size=native, eps=eps, **(generator_options or {})
+        arch=arch,
+        image_size=native,
+        eps=eps,
+        **{k: int(v) for k, v in dims.items()},
+        **(generator_options or {}),
     )
     generator = create_generator(config, seed=seed)
     history = train_generator(
