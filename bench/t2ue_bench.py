@@ -131,11 +131,11 @@ def wanted(arms: dict, names: str) -> dict:
     return {a: v for a, v in arms.items() if not keep or a in keep}
 
 
-def test_scenes() -> tuple[np.ndarray, list[str], np.ndarray]:
+def scene_test_set() -> tuple[np.ndarray, list[str], np.ndarray]:
     return make_scenes(1000, seed=3)
 
 
-def cifar_test() -> tuple[np.ndarray, np.ndarray]:
+def cifar_test_set() -> tuple[np.ndarray, np.ndarray]:
     """100 test images per class."""
     x, y, _ = load_cifar("test")
     keep = np.concatenate([np.flatnonzero(y == c)[:100] for c in range(10)])
@@ -198,7 +198,7 @@ def main() -> None:
     # 1. data: public pairs train surrogate + generator; private pairs are protected from their captions only
     xs_pub, cs_pub, _ = make_scenes(args.scenes, seed=1)
     xs_prv, cs_prv, tuples_prv = make_scenes(args.scenes, seed=2)
-    test = test_scenes()
+    test = scene_test_set()
     xc, yc, classes = load_cifar("train")
     pub = np.arange(len(xc)) % 2 == 0
     xc_pub, yc_pub = xc[pub], yc[pub]
@@ -209,7 +209,7 @@ def main() -> None:
     per = args.train_size // 10
     keep = np.concatenate([np.flatnonzero(yc_prv == c)[:per] for c in range(10)])
     xc_prv, yc_prv = xc_prv[keep], yc_prv[keep]
-    xc_test, yc_test = cifar_test()
+    xc_test, yc_test = cifar_test_set()
 
     # 2. train surrogate + generator through the CLI's code path
     with tempfile.TemporaryDirectory() as tmp:
@@ -393,7 +393,7 @@ def contrastive_rows(arms: dict, prefix: str) -> list[list[str]]:
 def write_table(res: Results, config: dict) -> None:
     """NAME.md from the recorded arms: only the sections this run measured."""
     arms = res.data["arms"]
-    for prefix, keys in (("clip", lambda: test_scenes()[2]), ("cifarclip", lambda: cifar_test()[1])):
+    for prefix, keys in (("clip", lambda: scene_test_set()[2]), ("cifarclip", lambda: cifar_test_set()[1])):
         if f"{prefix}_clean" in arms and f"{prefix}_chance" not in arms:
             res.put(f"{prefix}_chance", chance_metrics(keys()))
     header = [
