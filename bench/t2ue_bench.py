@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from common import RESULTS, Results, markdown_table
+from common import load_cifar as load_cifar_subset
 from t2ue_data import SCENES, cifar_captions, load_cifar, make_scenes
 
 from unlearnable.release import clean_only, grayscale, jpeg, mix
@@ -137,9 +138,8 @@ def scene_test_set() -> tuple[np.ndarray, list[str], np.ndarray]:
 
 def cifar_test_set() -> tuple[np.ndarray, np.ndarray]:
     """100 test images per class."""
-    x, y, _ = load_cifar("test")
-    keep = np.concatenate([np.flatnonzero(y == c)[:100] for c in range(10)])
-    return x[keep], y[keep]
+    d = load_cifar_subset(test_size=1000)
+    return d["x_test"], d["y_test"]
 
 
 def mean_std(rows: list[dict], key: str) -> tuple[float, float]:
