@@ -35,9 +35,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import RESULTS, Results, markdown_table
-from common import load_cifar as load_cifar_subset
-from t2ue_data import SCENES, cifar_captions, load_cifar, make_scenes
+from common import RESULTS, Results, load_cifar, markdown_table
+from t2ue_data import SCENES, cifar_captions, make_scenes
 
 from unlearnable.release import clean_only, grayscale, jpeg, mix
 from unlearnable.t2ue import class_captions
@@ -138,7 +137,7 @@ def scene_test_set() -> tuple[np.ndarray, list[str], np.ndarray]:
 
 def cifar_test_set() -> tuple[np.ndarray, np.ndarray]:
     """100 test images per class."""
-    d = load_cifar_subset(test_size=1000)
+    d = load_cifar(test_size=1000)
     return d["x_test"], d["y_test"]
 
 
@@ -199,7 +198,8 @@ def main() -> None:
     xs_pub, cs_pub, _ = make_scenes(args.scenes, seed=1)
     xs_prv, cs_prv, tuples_prv = make_scenes(args.scenes, seed=2)
     test = scene_test_set()
-    xc, yc, classes = load_cifar("train")
+    cifar = load_cifar()
+    xc, yc, classes = cifar["x_train"], cifar["y_train"].astype(np.int64), [str(c) for c in cifar["classes"]]
     pub = np.arange(len(xc)) % 2 == 0
     xc_pub, yc_pub = xc[pub], yc[pub]
     pick = np.concatenate([np.flatnonzero(yc_pub == c)[: args.cifar_public // 10] for c in range(10)])

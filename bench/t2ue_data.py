@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import numpy as np
 
@@ -44,7 +43,6 @@ CIFAR_TEMPLATES = (
     "a small photo of a {}",
 )
 SCENES = list(itertools.product(SHAPES, COLOURS, QUADRANTS, SIZES, BACKGROUNDS))
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def render_scene(scene: tuple[str, str, str, str, str], rng: np.random.Generator) -> np.ndarray:
@@ -82,13 +80,6 @@ def make_scenes(n: int, *, seed: int) -> tuple[np.ndarray, list[str], np.ndarray
             template.format(shape=shape, colour=colour, quadrant=quadrant, size=size, background=background)
         )
     return x, captions, ids
-
-
-def load_cifar(split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """The shared CIFAR-10 subset: uint8 (N,32,32,3), labels, class names."""
-    name = {"train": "cifar10_train_10k.npz", "test": "cifar10_test_2k.npz"}[split]
-    with np.load(DATA / name, allow_pickle=False) as d:
-        return d["x"], d["y"].astype(np.int64), [str(c) for c in d["classes"]]
 
 
 def cifar_captions(y: np.ndarray, classes: list[str], *, seed: int) -> list[str]:
