@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -361,6 +362,13 @@ def wipe_feedback(db_path: Path | None, embedder: str) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=8417, show_default=True, help="HTTP port.")
 @click.option("--agent", help="Pin the agent id of every client of this server (e.g. one server per IDE).")
 @click.option("--allow-forget-any", is_flag=True, help="Let agents erase memories of other agents.")
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="HTTP: the bearer token clients must send, created (0600) if missing [default: DB.mcp-token; "
+    "$PROTECT_MEMORY_TOKEN overrides].",
+)
+@click.option("--no-auth", is_flag=True, help="HTTP: accept requests without a token (any local process).")
 @_store_options
 def serve(
     transport: str,
@@ -368,10 +376,14 @@ def serve(
     port: int,
     agent: str | None,
     allow_forget_any: bool,
+    token_file: Path | None,
+    no_auth: bool,
     db_path: Path | None,
     embedder: str,
 ) -> None:
     """Run the MCP server (stdio for one client, or streamable HTTP at http://HOST:PORT/mcp).
+
+    Over HTTP every request must carry `Authorization: Bearer TOKEN`, the token in --token-file.
 
     \b
     Example:
@@ -381,6 +393,19 @@ def serve(
     from memory_store.server import serve as run
 
     with _open(db_path, embedder) as store:
+        token = None
+        if transport == "http" and not no_auth:
+            token, source = _http_token(token_file, store.path)
+            click.echo(
+                f"MCP over HTTP at http://{host}:{port}/mcp; clients send 'Authorization: Bearer <token>', "
+                f"the token in {source}",
+                err=True,
+            )
+        elif transport == "http":
+            click.echo(
+                "warning: --no-auth: any process that can reach the port can read and erase memories",
+                err=True,
+            )
         run(
             store,
             transport="stdio" if transport == "stdio" else "streamable-http",
@@ -388,4 +413,18 @@ def serve(
             port=port,
             agent=agent,
             allow_forget_any=allow_forget_any,
+            token=token,
         )
+
+
+def _http_token(token_file: Path | None, db: Path | None) -> tuple[str, str]:
+    """(token, where it came from): the environment variable if set, else the file (created if missing)."""
+    from memory_store import auth
+    from protect.errors import ConfigError
+
+    if os.environ.get(auth.TOKEN_ENV):
+        return auth.check_token(os.environ[auth.TOKEN_ENV], f"${auth.TOKEN_ENV}"), f"${auth.TOKEN_ENV}"
+    if token_file is None and db is None:
+        raise ConfigError("an in-memory database has no default token file: pass --token-file")
+    path = token_file or auth.token_path(db)  # type: ignore[arg-type]
+    return auth.load_or_create_token(path), str(path)

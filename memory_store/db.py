@@ -10,6 +10,7 @@ per namespace, every derived table (embeddings, graph, entities, events, confirm
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import sqlite3
 import time
@@ -142,6 +143,19 @@ DROP TABLE IF EXISTS memories_fts;
 """
 
 
+def create_private(path: Path) -> None:
+    """Create `path` empty and owner-only (0600; its folder 0700 if new) unless it exists.
+
+    Memories are private: SQLite would create the file with the umask's mode (usually world-readable 0644), and it
+    gives the -wal and -shm files the mode of the database file, so this one mode covers all three.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
 def connect(path: str | Path, *, busy_timeout: float = 10.0, create: bool = True) -> sqlite3.Connection:
     """Open `path` with the store's pragmas, creating the schema if needed.
 
@@ -154,7 +168,7 @@ def connect(path: str | Path, *, busy_timeout: float = 10.0, create: bool = True
             raise ConfigError(f"memory database {path} does not exist")
         if p.exists() and p.is_dir():
             raise ConfigError(f"memory database path {path} is a directory")
-        p.parent.mkdir(parents=True, exist_ok=True)
+        create_private(p)
     conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
     try:
         conn.execute("PRAGMA schema_version").fetchone()  # reads the header: fails on a non-database file

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from memory_store import text as T
-from memory_store.db import _retry, compact
+from memory_store.db import _retry, compact, create_private
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -39,6 +39,8 @@ class FeedbackLog:
     @property
     def conn(self) -> sqlite3.Connection:
         if self._conn is None:
+            if self.path:
+                create_private(self.path)
             conn = sqlite3.connect(
                 str(self.path) if self.path else ":memory:",
                 timeout=self.busy_timeout,

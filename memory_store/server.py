@@ -20,6 +20,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
+from memory_store import auth
 from memory_store.store import DEFAULT_NAMESPACE, MemoryStore
 from protect.errors import ProtectError
 
@@ -74,11 +75,20 @@ def build_server(
     transport: str = "stdio",
     agent: str | None = None,
     allow_forget_any: bool = False,
+    token: str | None = None,
+    base_url: str = "http://127.0.0.1:8417",
 ) -> MCPServer:
-    """An `MCPServer` with the memory tools bound to `store`."""
+    """An `MCPServer` with the memory tools bound to `store`; with `token`, HTTP requests must carry it
+    (`memory_store.auth`)."""
     ids = Identities(pinned=agent, transport=transport)
+    guard = (
+        {"token_verifier": auth.StaticTokenVerifier(token), "auth": auth.auth_settings(base_url)}
+        if token
+        else {}
+    )
     server = MCPServer(
         "protect-memory",
+        **guard,
         instructions=(
             "Long-term memory shared by several agents on this machine. Use `recall` before answering "
             "questions "
@@ -195,9 +205,18 @@ def serve(
     port: int = 8417,
     agent: str | None = None,
     allow_forget_any: bool = False,
+    token: str | None = None,
 ) -> None:
-    """Run until the client disconnects (stdio) or the process is stopped (HTTP)."""
-    server = build_server(store, transport=transport, agent=agent, allow_forget_any=allow_forget_any)
+    """Run until the client disconnects (stdio) or the process is stopped (HTTP, where `token`, if given, is
+    required of every request)."""
+    server = build_server(
+        store,
+        transport=transport,
+        agent=agent,
+        allow_forget_any=allow_forget_any,
+        token=token if transport != "stdio" else None,
+        base_url=f"http://{f'[{host}]' if ':' in host else host}:{port}",
+    )
     if transport == "stdio":
         server.run("stdio")
     else:

@@ -760,9 +760,10 @@ class MemoryStore:
 
     # ------------------------------------------------------------------ export / import
     def export_jsonl(self, dest: str | Path, *, namespace: str | None = None) -> int:
-        """Write every memory (with provenance and status) as JSON lines, atomically; returns the count."""
+        """Write every memory (with provenance and status) as JSON lines, atomically and owner-only (0600);
+        returns the count."""
         n = 0
-        with atomic_path(dest) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        with atomic_path(dest, private=True) as tmp, open(tmp, "w", encoding="utf-8") as fh:
             for m in self.iter_memories(namespace=namespace):
                 d = m.to_dict()
                 for k in ("score", "trust", "content_hash"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,16 +20,22 @@ def home() -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(dest: str | os.PathLike[str], *, private: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside `dest`; rename it over `dest` only if the block succeeds.
 
     A killed process or a full disk therefore leaves either the old file or the new one, never half of one.
+    The file gets the mode a plain `open` gives (0666 less the umask), or 0600 with `private`: `mkstemp`'s 0600
+    for everything would leave protected photos, which are made to be published, unreadable to a web server.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp" + dest.suffix, dir=dest.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    while True:
+        tmp_path = dest.parent / f".{dest.name}.{secrets.token_hex(4)}.tmp{dest.suffix}"
+        try:
+            os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:

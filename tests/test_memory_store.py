@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import sqlite3
 
 import pytest
@@ -267,3 +268,15 @@ def test_minmax_fusion_keeps_the_last_of_a_short_list(store):
     assert fused[1] > fused[2] > 0
     full = store._fuse([(i, 50.0 - i) for i in range(50)], [], pool=50)
     assert full[0] == pytest.approx(store.keyword_weight) and full[49] == 0.0
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_new_databases_are_owner_only(tmp_path):
+    db = tmp_path / "private" / "m.db"
+    with MemoryStore(db, embedder="tfidf") as store:
+        store.remember("A private fact about the user")
+        store.recall("private fact")
+        files = list(db.parent.iterdir())
+        assert {p.name for p in files} >= {"m.db", "m.db-wal", "m.db-shm", "m.feedback.db"}
+        assert all(p.stat().st_mode & 0o077 == 0 for p in files), [oct(p.stat().st_mode) for p in files]
+    assert db.parent.stat().st_mode & 0o077 == 0

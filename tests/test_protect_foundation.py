@@ -1,5 +1,6 @@
 """Shared plumbing: atomic writes, destination checks, .npz validation, the CLI root."""
 
+import os
 import subprocess
 import sys
 
@@ -21,6 +22,20 @@ def test_atomic_write_keeps_old_file_when_the_block_fails(tmp_path):
         raise RuntimeError("killed")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temp file left behind
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
+def test_atomic_writes_get_the_umask_mode_or_owner_only(tmp_path):
+    """Outputs made to be published must be readable as a plain `open` would leave them (not mkstemp's 0600)."""
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "public.png", "x")
+        with atomic_path(tmp_path / "secret.jsonl", private=True) as tmp:
+            tmp.write_text("y")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "public.png").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "secret.jsonl").stat().st_mode & 0o777 == 0o600
 
 
 def test_destination_rules(tmp_path):
