@@ -38,9 +38,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from forgettable.checkpoint import read_checkpoint
+from forgettable.checkpoint import read_checkpoint, stale_copies
 from forgettable.data import LabeledImages
 from forgettable.model import PreForgettableModel
+from protect.errors import ConfigError
 
 RELEARN_NS = (1, 5, 20)
 
@@ -75,10 +76,11 @@ class Hygiene:
     optimizer_keys: list[str]
     max_cosine: float | None
     similar_tensors: list[str]
+    stale_copies: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        return not (self.prompt_keys or self.optimizer_keys or self.similar_tensors)
+        return not (self.prompt_keys or self.optimizer_keys or self.similar_tensors or self.stale_copies)
 
 
 @dataclass
@@ -360,12 +362,14 @@ def _subset(data: LabeledImages, names: list[str]) -> LabeledImages:
 
 
 def checkpoint_hygiene(directory: str | Path, class_id: int, deleted: torch.Tensor | None) -> Hygiene:
-    """Scan a saved checkpoint for what remains of prompt `class_id` (cosine needs the prompt)."""
+    """Scan a saved checkpoint for what remains of prompt `class_id` (cosine needs the prompt), and its folder's
+    surroundings for copies an interrupted save left behind."""
     _, weights, optimizer = read_checkpoint(directory)
     prompt_keys = [k for k in weights if k == f"prompts.{class_id}" or k.startswith(f"prompts.{class_id}.")]
     opt_keys = [k for k in optimizer if k.startswith(f"prompts.{class_id}.")]
+    stale = [str(p) for p in stale_copies(directory)]
     if deleted is None:
-        return Hygiene(prompt_keys, opt_keys, None, [])
+        return Hygiene(prompt_keys, opt_keys, None, [], stale)
     ref = deleted.detach().float().cpu().flatten()
     best, similar = -1.0, []
     for prefix, tensors in (("model", weights), ("optimizer", optimizer)):
@@ -377,7 +381,7 @@ def checkpoint_hygiene(directory: str | Path, class_id: int, deleted: torch.Tens
             best = max(best, top)
             if top > 0.9:
                 similar.append(f"{prefix}:{key}")
-    return Hygiene(prompt_keys, opt_keys, best, similar)
+    return Hygiene(prompt_keys, opt_keys, best, similar, stale)
 
 
 def halves(holdout: LabeledImages, seed: int) -> tuple[LabeledImages, LabeledImages]:
@@ -510,6 +514,40 @@ def audit_forgetting(
     return report
 
 
+MIN_HELD_OUT = 4  # per class: two halves (attack samples, evaluation) of at least two
+
+
+def check_audit_data(train: LabeledImages, holdout: LabeledImages, forgotten: str) -> None:
+    """Enough images per class for every attack, or one clear error (not a failure deep inside one)."""
+    for name, part, need in (("held-out", holdout, MIN_HELD_OUT), ("training", train, 2)):
+        counts = np.bincount(part.y, minlength=len(part.class_names))
+        short = [f"{c} ({n})" for c, n in zip(part.class_names, counts, strict=True) if n < need]
+        if short:
+            raise ConfigError(
+                f"the audit needs at least {need} {name} images of every class; too few: {', '.join(short)}"
+            )
+    if forgotten not in holdout.class_names:
+        raise ConfigError(f"DATA has no images of {forgotten!r}")
+
+
+def check_oracle(oracle: PreForgettableModel, forgotten: str, kept: list[str], where: str | Path) -> None:
+    """An oracle never saw the forgotten class and knows every class the audited model keeps."""
+    if forgotten in oracle.config.present_names:
+        raise ConfigError(f"--oracle {where} predicts {forgotten!r}: an oracle is trained without it")
+    missing = [n for n in kept if n not in oracle.config.present_names]
+    if missing:
+        raise ConfigError(f"--oracle {where} lacks classes the model keeps: {', '.join(missing)}")
+
+
+def check_original(
+    before: PreForgettableModel, model: PreForgettableModel, cid: int, where: str | Path
+) -> None:
+    """`--original` is this model before forgetting: same classes, and it still has the prompt."""
+    if before.config.class_names != model.config.class_names or str(cid) not in before.prompts:
+        name = model.config.class_names[cid]
+        raise ConfigError(f"--original {where} is not this model before forgetting {name!r}")
+
+
 def audit_directory(
     model_dir: str | Path,
     data: LabeledImages,
@@ -535,7 +573,6 @@ def audit_directory(
     from forgettable.data import split_holdout
     from forgettable.forget import forget_checkpoint
     from forgettable.train import Recipe, train_oracle
-    from protect.errors import ConfigError
 
     model = PreForgettableModel.from_pretrained(model_dir, device=device)
     cid = model.config.class_id(forgotten)
@@ -552,11 +589,18 @@ def audit_directory(
         train, holdout = split_holdout(data, fraction=recipe.holdout_fraction, seed=recipe.seed)
     else:
         train = split_holdout(data, fraction=recipe.holdout_fraction, seed=recipe.seed)[0]
-    oracle = (
-        PreForgettableModel.from_pretrained(oracle_dir, device=device)
-        if oracle_dir is not None
-        else train_oracle(model, data, [forgotten], device=device)
-    )
+    check_audit_data(train, holdout, forgotten)
+    original = None
+    if original_dir is not None and str(cid) not in model.prompts:
+        original = PreForgettableModel.from_pretrained(original_dir, device=device)
+        check_original(original, model, cid, original_dir)
+    kept = [n for n in model.config.present_names if n != forgotten]
+    if oracle_dir is not None:
+        oracle = PreForgettableModel.from_pretrained(oracle_dir, device=device)
+        check_oracle(oracle, forgotten, kept, oracle_dir)
+    else:  # never saw the forgotten class, nor any class the model had forgotten before
+        absent = [n for n in model.config.class_names if n not in kept]
+        oracle = train_oracle(model, data, absent, device=device)
     if str(cid) in model.prompts:
         before, deleted = model, model.prompts[str(cid)].detach().clone()
         with tempfile.TemporaryDirectory() as tmp:
@@ -565,7 +609,7 @@ def audit_directory(
             hygiene = checkpoint_hygiene(Path(tmp) / "forgotten", cid, deleted)
     else:
         after = model
-        before = PreForgettableModel.from_pretrained(original_dir, device=device) if original_dir else None
+        before = original
         deleted = before.prompts[str(cid)].detach().clone() if before and str(cid) in before.prompts else None
         hygiene = checkpoint_hygiene(model_dir, cid, deleted)
     return audit_forgetting(

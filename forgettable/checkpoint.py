@@ -83,10 +83,28 @@ def write_checkpoint(
     weights: dict[str, torch.Tensor],
     optimizer: dict[str, torch.Tensor],
 ) -> None:
-    """Write the folder atomically; an existing destination must be a checkpoint (never a user folder)."""
-    dest = Path(directory)
-    if dest.exists() and not is_checkpoint(dest):
-        raise ConfigError(f"{dest} exists and is not a model folder; choose a new --out")
+    """Write the folder atomically; an existing destination must be a checkpoint and nothing else.
+
+    The swap replaces the whole folder, so it refuses a folder that holds anything besides the checkpoint (it
+    would be deleted with the old version) or the current working folder (the shell would be left in a deleted
+    folder); a symlink is followed, so the folder it points to is updated and the link still leads to the model.
+    Copies left by an interrupted earlier swap (`stale_copies`) hold superseded tensors, such as a deleted
+    prompt, and are removed once the new folder is in place.
+    """
+    dest = Path(os.path.realpath(directory))
+    if dest.exists():
+        if not is_checkpoint(dest):
+            raise ConfigError(f"{directory} exists and is not a model folder; choose a new --out")
+        extra = sorted(p.name for p in dest.iterdir() if p.name not in (CONFIG, WEIGHTS, OPTIMIZER))
+        if extra:
+            raise ConfigError(
+                f"{directory} holds files besides the model ({', '.join(extra[:3])}"
+                f"{', ...' if len(extra) > 3 else ''}), which replacing the folder would delete: move them out"
+            )
+        here = Path.cwd().resolve()
+        if here == dest or dest in here.parents:
+            raise ConfigError(f"{directory} is or holds the current folder: run this from outside it")
+    stale = stale_copies(dest) if dest.exists() else []
     dest.parent.mkdir(parents=True, exist_ok=True)
     blobs = {
         WEIGHTS: save(_plain(weights), metadata={"format": "pt"}),
@@ -105,13 +123,21 @@ def write_checkpoint(
             os.rename(dest, old)
             os.rename(tmp, dest)
             _fsync_all([dest.parent])
-            shutil.rmtree(old)
+            for path in [old, *stale]:
+                shutil.rmtree(path)
         else:
             os.rename(tmp, dest)
             _fsync_all([dest.parent])
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def stale_copies(directory: str | Path) -> list[Path]:
+    """Folders `.NAME.old-*` beside an existing model folder: left by a save interrupted after its new folder
+    was in place, so they hold a superseded version (after forgetting: the deleted prompt)."""
+    dest = Path(os.path.realpath(directory))
+    return sorted(dest.parent.glob(f".{dest.name}.old-*")) if dest.is_dir() else []
 
 
 def read_checkpoint(

@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from protect.cli_options import device_options
+from protect.errors import ConfigError, UnreadableImageError
 
 if TYPE_CHECKING:
     from forgettable.audit import AuditReport
@@ -32,6 +33,7 @@ def model() -> None:
 @model.command()
 @click.argument("data", type=click.Path(exists=True))
 @click.option("--out", "out", required=True, type=click.Path(), help="Model folder to write.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing model folder at --out.")
 @click.option(
     "--backbone",
     default="tiny-vit",
@@ -91,6 +93,7 @@ def train(
     shift: int,
     hflip: bool,
     holdout_fraction: float,
+    overwrite: bool,
     device: str,
     seed: int,
 ) -> None:
@@ -103,6 +106,8 @@ def train(
     from forgettable.data import load_labeled
     from forgettable.train import Recipe, fit
 
+    if Path(out).exists() and not overwrite:
+        raise ConfigError(f"{out} exists; pass --overwrite to replace it (with its forgetting log)")
     start = time.perf_counter()
     dataset = load_labeled(data)
     recipe = Recipe(
@@ -151,14 +156,16 @@ def forget(model_dir: str, classes: str, out: str | None) -> None:
     if not names:
         raise click.UsageError("--classes needs at least one class name")
     result = forget_checkpoint(model_dir, names, out=out)
+    copy = Path(result.directory).resolve() != Path(model_dir).resolve()
     if result.forgotten:
         click.echo(
             f"forgot {', '.join(result.forgotten)} in {result.seconds * 1000:.0f} ms -> {result.directory}"
         )
     if result.already_forgotten:
-        click.echo(f"already forgotten (nothing to do): {', '.join(result.already_forgotten)}")
+        done = f"; copied to {result.directory}" if copy and not result.forgotten else ""
+        click.echo(f"already forgotten (nothing to do): {', '.join(result.already_forgotten)}{done}")
     click.echo(f"remaining classes: {', '.join(result.remaining)}")
-    if out is not None:
+    if copy and result.forgotten:
         click.echo(f"note: {model_dir} still holds the deleted prompts; remove it if the goal is erasure")
 
 
@@ -182,9 +189,15 @@ def predict(model_dir: str, images: tuple[str, ...], as_json: bool, device: str)
 
     net = PreForgettableModel.from_pretrained(model_dir, device=resolve_device(device))
     files = [f for p in images for f in (find_images(p) if Path(p).is_dir() else [Path(p)])]
-    rows = []
+    if not files:
+        raise ConfigError(f"no images found in {', '.join(images)}")
+    rows: list[dict[str, Any]] = []
     for f in files:
-        pixels = load_image(f).pixels
+        try:
+            pixels = load_image(f).pixels
+        except UnreadableImageError as e:  # one bad file: reported in its row, the others still predicted
+            rows.append({"input": str(f), "error": str(e)})
+            continue
         probs = net.predict_proba(pixels[None], mask_forgotten=True)[0]
         present = net.config.present or []
         rows.append(
@@ -196,9 +209,14 @@ def predict(model_dir: str, images: tuple[str, ...], as_json: bool, device: str)
         )
     if as_json:
         click.echo(json.dumps(rows, indent=2))
-        return
-    for row in rows:
-        click.echo(f"{row['input']}\t{row['top']}\t{row['probabilities'][row['top']]:.3f}")
+    else:
+        for row in rows:
+            if "error" in row:
+                click.echo(f"{row['input']}\terror: {row['error']}")
+            else:
+                click.echo(f"{row['input']}\t{row['top']}\t{row['probabilities'][row['top']]:.3f}")
+    if any("error" in row for row in rows):
+        raise SystemExit(1)
 
 
 @model.command()
@@ -303,7 +321,8 @@ def render_report(report: AuditReport) -> str:
         h = report.hygiene
         lines.append(
             f"hygiene: prompt keys {h.prompt_keys or 'none'}, optimiser keys {h.optimizer_keys or 'none'}, "
-            f"max cosine {'-' if h.max_cosine is None else f'{h.max_cosine:.3f}'}"
+            f"max cosine {'-' if h.max_cosine is None else f'{h.max_cosine:.3f}'}, "
+            f"stale copies {', '.join(h.stale_copies) or 'none'}"
         )
     lines.append(
         "checks: "
@@ -325,11 +344,12 @@ def info(model_dir: str, as_json: bool) -> None:
     Example:
         protect model info my-model
     """
-    from forgettable.checkpoint import read_checkpoint
+    from forgettable.checkpoint import read_checkpoint, stale_copies
     from forgettable.config import ForgettableConfig
 
     meta, _, _ = read_checkpoint(model_dir)
-    cfg = ForgettableConfig.from_dict(meta["config"])
+    cfg = ForgettableConfig.from_meta(meta, model_dir)
+    stale = [str(p) for p in stale_copies(model_dir)]
     present = cfg.present_names
     summary = {
         "backbone": cfg.backbone,
@@ -339,6 +359,7 @@ def info(model_dir: str, as_json: bool) -> None:
         "classes_forgotten": [n for n in cfg.class_names if n not in present],
         "recipe": meta.get("recipe", {}),
         "forgetting_log": meta.get("forgetting_log", []),
+        "stale_copies": stale,
     }
     if as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -350,4 +371,10 @@ def info(model_dir: str, as_json: bool) -> None:
         click.echo(
             f"  {entry['at']}  forgot {entry['class']}: deleted {', '.join(entry['deleted'])} "
             f"and {entry.get('also_deleted', 'no other tensors')}; kept {entry['kept']}"
+        )
+    if stale:
+        click.echo(
+            f"warning: an interrupted save left older copies, which may hold deleted prompts: {', '.join(stale)}"
+            " (delete them)",
+            err=True,
         )

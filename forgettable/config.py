@@ -7,9 +7,10 @@ but never renumbers, so a shared head keeps its C outputs exactly as in the pape
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
-from protect.errors import ConfigError
+from protect.errors import ConfigError, IntegrityError
 
 TUNINGS = ("lora", "full")
 HEADS = ("shared", "prompt_tied")
@@ -47,6 +48,8 @@ class ForgettableConfig:
     present: list[int] | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.class_names, list) or not all(isinstance(c, str) for c in self.class_names):
+            raise ConfigError(f"class_names must be a list of names, got {self.class_names!r}")
         if len(self.class_names) < 2:
             raise ConfigError(f"a classifier needs at least 2 classes, got {self.class_names!r}")
         if len(set(self.class_names)) != len(self.class_names):
@@ -62,6 +65,10 @@ class ForgettableConfig:
         if self.present is None:
             self.present = list(range(len(self.class_names)))
         self.present = sorted(int(c) for c in self.present)
+        if any(not 0 <= c < len(self.class_names) for c in self.present):
+            raise ConfigError(
+                f"present class ids must be within 0..{len(self.class_names) - 1}: {self.present}"
+            )
 
     @property
     def present_names(self) -> list[str]:
@@ -86,3 +93,11 @@ class ForgettableConfig:
         if unknown:
             raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
         return cls(**data)
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any], where: str | Path) -> ForgettableConfig:
+        """The config stored in a checkpoint's config.json; anything unusable is one `IntegrityError`."""
+        try:
+            return cls.from_dict(meta["config"])
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise IntegrityError(f"{where}: config.json has no valid model config ({e})") from e

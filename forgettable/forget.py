@@ -10,6 +10,7 @@ its cost is the file I/O of a small checkpoint, not model construction.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -62,7 +63,9 @@ def plan_forgetting(
                 "at": at,
                 "deleted": [f"prompts.{c}", *moments],
                 "also_deleted": f"{len(keys) - len(moments)} other optimiser tensors "
-                "(shared-weight moments saw the prompt)",
+                "(shared-weight moments saw the prompt)"
+                if keys
+                else "no optimiser state (none was left)",
                 "kept": "head row (shared head: it saw the class during training)"
                 if config.head == "shared"
                 else "nothing (prompt-tied head: the class's head row was its prompt)",
@@ -87,10 +90,11 @@ def forget_checkpoint(
     """
     start = time.perf_counter()
     meta, weights, optimizer = read_checkpoint(model_dir)
-    try:
-        config = ForgettableConfig.from_dict(meta["config"])
-    except (KeyError, TypeError) as e:
-        raise IntegrityError(f"{model_dir}: config.json has no valid model config: {e}") from e
+    if out is not None and Path(out).exists():
+        if not Path(out).is_dir() or not os.path.samefile(out, model_dir):
+            raise ConfigError(f"{out} exists; choose a new --out (or leave it out to forget in place)")
+        out = None  # the same folder: in place
+    config = ForgettableConfig.from_meta(meta, model_dir)
     stored = {int(k.split(".")[1]) for k in weights if k.startswith("prompts.")}
     if stored != set(config.present or []):
         raise IntegrityError(

@@ -233,11 +233,13 @@ class PreForgettableModel(nn.Module):
     ) -> PreForgettableModel:
         """Load a saved model (no network), in eval mode."""
         meta, weights, optimizer = read_checkpoint(directory)
+        config = ForgettableConfig.from_meta(meta, directory)
         try:
-            model = cls(ForgettableConfig.from_dict(meta["config"]))
+            model = cls(config)
             model.load_state_dict(weights)
-        except (KeyError, TypeError, RuntimeError, ConfigError) as e:
-            raise IntegrityError(f"{directory}: checkpoint does not match its config.json: {e}") from e
+        except (TypeError, RuntimeError, ConfigError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise IntegrityError(f"{directory}: checkpoint does not match its config.json ({first})") from e
         model.recipe = dict(meta.get("recipe", {}))
         model.forgetting_log = list(meta.get("forgetting_log", []))
         model.optimizer_state = optimizer

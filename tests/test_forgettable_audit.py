@@ -7,10 +7,18 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from forgettable.audit import accuracy, auc_with_ci, logit_margin, membership_auc, view_logits
+from forgettable.audit import (
+    accuracy,
+    auc_with_ci,
+    check_audit_data,
+    logit_margin,
+    membership_auc,
+    view_logits,
+)
 from forgettable.config import ForgettableConfig
 from forgettable.data import LabeledImages
 from forgettable.model import PreForgettableModel
+from protect.errors import ConfigError
 
 
 def test_auc_with_ci_separates_signal_from_noise():
@@ -109,3 +117,15 @@ def test_calibrated_mia_finds_memorised_members_and_is_null_against_itself():
     found = membership_auc(model, members, nonmembers, reference=reference)["calibrated"]
     assert found.ci_low > 0.5 and found.n_members == 24
     assert "calibrated" not in membership_auc(model, members, nonmembers)  # needs a reference
+
+
+def test_audit_data_needs_enough_images_of_every_class():
+    def images(per_class):
+        y = np.repeat(np.arange(len(per_class)), per_class)
+        return LabeledImages(np.zeros((len(y), 4, 4, 1), np.uint8), y, ["a", "b", "c"])
+
+    check_audit_data(images([5, 5, 5]), images([4, 4, 4]), "b")
+    with pytest.raises(ConfigError, match=r"at least 4 held-out images of every class; too few: c \(0\)"):
+        check_audit_data(images([5, 5, 5]), images([4, 4, 0]), "b")
+    with pytest.raises(ConfigError, match=r"at least 2 training images .* b \(1\)"):
+        check_audit_data(images([5, 1, 5]), images([4, 4, 4]), "b")

@@ -131,3 +131,63 @@ def test_forgetting_on_disk_equals_forgetting_in_memory(tmp_path):
     assert all(torch.equal(disk.state_dict()[k], memory.state_dict()[k]) for k in disk.state_dict())
     assert disk.config == memory.config and not disk.optimizer_state
     assert [e["deleted"] for e in disk.forgetting_log] == [e["deleted"] for e in memory.forgetting_log]
+
+
+def test_in_place_forget_refuses_a_folder_with_other_files(tmp_path):
+    tiny_model().save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "NOTES.md").write_text("my notes")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()}
+    with pytest.raises(ConfigError, match=r"holds files besides the model \(NOTES.md\)"):
+        forget_checkpoint(tmp_path / "m", ["b"])
+    assert {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()} == before
+
+
+def test_forget_through_a_symlink_updates_the_real_folder(tmp_path):
+    tiny_model().save_pretrained(tmp_path / "real")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    forget_checkpoint(tmp_path / "link", ["b"])
+    assert (tmp_path / "link").is_symlink()
+    for where in ("real", "link"):
+        assert PreForgettableModel.from_pretrained(tmp_path / where).config.present_names == ["a", "c"]
+
+
+def test_forget_from_inside_the_folder_is_refused(tmp_path, monkeypatch):
+    tiny_model().save_pretrained(tmp_path / "m")
+    monkeypatch.chdir(tmp_path / "m")
+    with pytest.raises(ConfigError, match="current folder"):
+        forget_checkpoint(".", ["b"])
+    assert PreForgettableModel.from_pretrained(tmp_path / "m").config.present_names == ["a", "b", "c"]
+
+
+def test_forget_out_never_replaces_another_model(tmp_path):
+    tiny_model().save_pretrained(tmp_path / "m")
+    tiny_model().save_pretrained(tmp_path / "other")
+    forget_checkpoint(tmp_path / "other", ["a"])
+    with pytest.raises(ConfigError, match="exists; choose a new --out"):
+        forget_checkpoint(tmp_path / "m", ["b"], out=tmp_path / "other")
+    assert PreForgettableModel.from_pretrained(tmp_path / "other").config.present_names == ["b", "c"]
+    res = forget_checkpoint(tmp_path / "m", ["b"], out=tmp_path / "m")  # the same folder: in place
+    assert res.forgotten == ["b"]
+    assert PreForgettableModel.from_pretrained(tmp_path / "m").config.present_names == ["a", "c"]
+
+
+def test_stale_copies_are_flagged_then_removed_by_the_next_save(tmp_path):
+    model = tiny_model()
+    model.save_pretrained(tmp_path / "m")
+    stale = tmp_path / ".m.old-1234abcd"  # what a save killed after its second rename leaves
+    model.save_pretrained(stale)
+    forget_checkpoint(tmp_path / "m", ["b"])
+    assert not stale.exists()
+    model.save_pretrained(stale)
+    hygiene = checkpoint_hygiene(tmp_path / "m", 1, model.prompts["1"])
+    assert hygiene.stale_copies == [str(stale)] and not hygiene.passed
+
+
+def test_config_with_bad_contents_is_an_integrity_error(tmp_path):
+    tiny_model().save_pretrained(tmp_path / "m")
+    path = tmp_path / "m" / "config.json"
+    meta = json.loads(path.read_text())
+    for bad in ({k: v for k, v in meta.items() if k != "config"}, {**meta, "config": {"class_names": "abc"}}):
+        path.write_text(json.dumps(bad))
+        with pytest.raises(IntegrityError, match="config.json has no valid model config"):
+            PreForgettableModel.from_pretrained(tmp_path / "m")

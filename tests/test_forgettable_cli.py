@@ -119,3 +119,32 @@ def test_audit_retrains_the_oracle_and_reports_json(workdir):
     assert report["hygiene"]["passed"] is True and report["hygiene"]["prompt_keys"] == []
     assert set(report["checks"]) >= {"retain_delta_le_2pp", "mia_within_oracle_ci", "checkpoint_hygiene"}
     assert 0 <= report["before"]["retain_acc_restricted"] <= 1 and "confidence" in report["mia_before"]
+
+
+def test_train_never_replaces_a_model_silently(workdir):
+    before = (workdir / "m" / "model.safetensors").read_bytes()
+    result = run("train", str(workdir / "data.npz"), "--out", str(workdir / "m"), "--epochs", "1")
+    assert result.exit_code == 2 and "exists; pass --overwrite" in result.output
+    assert (workdir / "m" / "model.safetensors").read_bytes() == before
+
+
+def test_audit_refuses_an_oracle_that_knows_the_class(workdir):
+    args = ["--data", str(workdir / "data.npz"), "--forgotten", "right", "--device", "cpu"]
+    result = run("audit", str(workdir / "m"), *args, "--oracle", str(workdir / "m"))
+    assert result.exit_code == 2
+    assert (
+        result.output
+        == f"Error: --oracle {workdir / 'm'} predicts 'right': an oracle is trained without it\n"
+    )
+
+
+def test_predict_reports_a_corrupt_image_and_still_predicts_the_others(workdir, tmp_path):
+    Image.fromarray(np.full((8, 8), 30, np.uint8)).save(tmp_path / "good.png")
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    result = run("predict", str(workdir / "m"), str(tmp_path), "--json")
+    assert result.exit_code == 1
+    rows = {r["input"].rsplit("/", 1)[-1]: r for r in json.loads(result.output)}
+    assert "error" in rows["bad.png"] and rows["good.png"]["top"] in ("left", "middle", "right")
+    (tmp_path / "empty").mkdir()
+    empty = run("predict", str(workdir / "m"), str(tmp_path / "empty"))
+    assert empty.exit_code == 2 and "no images found" in empty.output
