@@ -3,8 +3,7 @@
 Over stdio only the client that started the server can talk to it. A TCP port on 127.0.0.1 is open to every
 process of every user of the machine, while the database behind it is guarded by file permissions alone. The
 SDK's host and origin checks stop DNS-rebinding pages, not local processes. So HTTP asks for a secret that sits
-in an owner-only (0600) file beside the database, and a client proves it can read that file. SuperLocalMemory
-and the MCP reference memory server serve HTTP without any check.
+in an owner-only (0600) file beside the database, and a client proves it can read that file.
 
 The check is the SDK's own bearer middleware (`token_verifier` + `AuthSettings`): a request without the token, or
 with a wrong one, gets 401 before it reaches a tool. The comparison takes constant time.
