@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -22,19 +22,23 @@ from protect.imageio import (
     Picture,
     check_destination,
     find_images,
+    flatten_alpha,
     load_image,
     load_npz,
     output_path,
+    plan_outputs,
     save_image,
     save_npz,
 )
 from protect.metrics import perturbation_kept, quality_row
-from protect.report import REPORT_NAME, write_html_report, write_json_report
+from protect.paths import atomic_write_text
+from protect.report import REPORT_NAME, jsonable, write_html_report, write_json_report
 
 log = logging.getLogger(__name__)
 
 PROGRESS_NAME = ".protect-progress.jsonl"
 HTML_ROWS = 48
+UNCHECKED_SETTINGS = ("device", "run", "runs")  # where it ran and what it found, not what was asked for
 
 
 @dataclass
@@ -68,6 +72,8 @@ class CopyJob:
     rows: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     _thumbs: list[tuple[dict[str, Any], np.ndarray, np.ndarray]] = field(default_factory=list)
+    _recorded: dict[str, Any] | None = None
+    _outputs: dict[str, Path] | None = None
 
     def __post_init__(self) -> None:
         self.src, self.dst = Path(self.src), Path(self.dst)
@@ -76,11 +82,14 @@ class CopyJob:
             raise ConfigError(f"an .npz source needs an .npz --out, got {self.dst}")
         if not self.is_npz and self.dst.suffix == ".npz":
             raise ConfigError(f"a folder source needs a folder --out, got {self.dst}")
-        self.report_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.report_dir.mkdir(parents=True, exist_ok=True)
+            if not self.options.resume:
+                (self.report_dir / PROGRESS_NAME).unlink(missing_ok=True)
+        except OSError as e:
+            raise ConfigError(f"cannot write to {self.report_dir}: {e.strerror or e}") from e
         if self.options.resume:
-            self.rows = self._read_progress()
-        else:
-            (self.report_dir / PROGRESS_NAME).unlink(missing_ok=True)
+            self._recorded, self.rows = self._read_progress()
 
     @property
     def is_npz(self) -> bool:
@@ -98,19 +107,33 @@ class CopyJob:
             raise ConfigError("pending() is for folder sources; use load_dataset() for .npz")
         if not self.src.is_dir():
             raise ConfigError(f"{self.src} is neither a folder nor an .npz file")
-        done = {r["source"] for r in self.rows}
-        files = [p for p in find_images(self.src) if str(p) not in done]
+        files = find_images(self.src)
+        plan = self._plan()
+        if self.options.resume:
+            self._check_resume()
+            self.rows = [r for r in self.rows if r.get("file") in plan and plan[r["file"]].exists()]
+        done = {r["file"] for r in self.rows}
+        todo = [p for p in files if _rel(p, self.src).as_posix() not in done]
+        lines = [json.dumps({"run": self._run_key()}, default=jsonable)]
+        atomic_write_text(
+            self.report_dir / PROGRESS_NAME, "\n".join(lines + [json.dumps(r) for r in self.rows]) + "\n"
+        )
         if self.rows:
-            log.info("resuming: %d done, %d to go", len(self.rows), len(files))
-        return files
+            log.info("resuming: %d done, %d to go", len(self.rows), len(todo))
+        return todo
 
     def load(self, path: Path) -> Picture | None:
-        """Decode one source file, or record it as skipped (with the reason) and return None."""
+        """Decode one source file, or record it as skipped (with the reason) and return None.
+
+        For `--format jpeg` alpha is flattened onto white here, before protecting, so the protection is computed on
+        (and the report measures) what the JPEG can actually hold.
+        """
         try:
-            return load_image(path, root=self.src, keep_exif=self.options.keep_exif)
+            picture = load_image(path, root=self.src, keep_exif=self.options.keep_exif)
         except ProtectError as e:
             self.skip(path, str(e))
             return None
+        return flatten_alpha(picture) if self.options.fmt == "jpeg" else picture
 
     def skip(self, path: Path | str, reason: str) -> None:
         log.warning("skipped %s: %s", path, reason)
@@ -118,16 +141,19 @@ class CopyJob:
 
     def write(self, picture: Picture, protected: np.ndarray, **extra: Any) -> dict[str, Any]:
         """Save one protected copy atomically, measure it as saved, and record progress."""
-        out = output_path(self.dst, picture.rel, self.options.fmt)
+        out = self._plan().get(picture.rel.as_posix()) or output_path(self.dst, picture.rel, self.options.fmt)
         saved = save_image(picture.with_pixels(protected), out, self.options.fmt, self.options.quality)
         row = {
             "source": picture.source,
+            "file": picture.rel.as_posix(),
             "output": str(out),
             "width": picture.width,
             "height": picture.height,
             **quality_row(picture.pixels, saved),
+            **({"note": picture.meta["note"]} if "note" in picture.meta else {}),
             **extra,
         }
+        row["unchanged"] = row["linf"] == 0
         if self.options.fmt in LOSSY_FORMATS:
             row["perturbation_kept"] = round(perturbation_kept(picture.pixels, protected, saved), 4)
         self._record(row, picture.pixels, saved)
@@ -151,6 +177,7 @@ class CopyJob:
                 "height": int(a.shape[0]),
                 **quality_row(a, b),
             }
+            row["unchanged"] = row["linf"] == 0
             self._record(row, a, b, progress=False)
 
     # -- reports -----------------------------------------------------------------------------------------
@@ -177,16 +204,54 @@ class CopyJob:
                 fh.write(json.dumps(row) + "\n")
                 fh.flush()
 
-    def _read_progress(self) -> list[dict[str, Any]]:
+    def _plan(self) -> dict[str, Path]:
+        """Output path of every source file (by its path relative to SRC), collisions resolved up front."""
+        if self._outputs is None:
+            rels = [_rel(p, self.src) for p in find_images(self.src)] if self.src.is_dir() else []
+            plan = plan_outputs(self.dst, rels, self.options.fmt)
+            self._outputs = {rel.as_posix(): path for rel, path in plan.items()}
+        return self._outputs
+
+    def _run_key(self) -> dict[str, Any]:
+        """The settings a resumed run must share with the run it continues, as JSON would read them back."""
+        key = {k: v for k, v in self.settings.items() if k not in UNCHECKED_SETTINGS}
+        key |= {
+            "format": self.options.fmt,
+            "quality": self.options.quality,
+            "keep_exif": self.options.keep_exif,
+        }
+        return json.loads(json.dumps(key, default=jsonable))
+
+    def _check_resume(self) -> None:
+        """Refuse to mix settings: resumed rows would be reported under settings they were not made with."""
+        if self._recorded is None:
+            return
+        now = self._run_key()
+        diff = sorted(k for k in self._recorded.keys() | now.keys() if self._recorded.get(k) != now.get(k))
+        if diff:
+            changes = ", ".join(f"{k} {self._recorded.get(k)!r} -> {now.get(k)!r}" for k in diff)
+            raise ConfigError(
+                f"--resume: settings differ from the interrupted run ({changes}); use the same settings, "
+                "or run without --resume to start again"
+            )
+
+    def _read_progress(self) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """The recorded run settings and finished rows (the last row per file wins)."""
         path = self.report_dir / PROGRESS_NAME
         if not path.exists():
-            return []
-        rows = []
+            return None, []
+        recorded, rows = None, {}
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:  # a line cut by a kill: that image is simply redone
                 continue
-            if Path(row.get("output", "")).exists():
-                rows.append(row)
-        return rows
+            if isinstance(row, dict) and "run" in row:
+                recorded = row["run"]
+            elif isinstance(row, dict) and "file" in row:
+                rows[row["file"]] = row
+        return recorded, list(rows.values())
+
+
+def _rel(path: Path, root: Path) -> PurePosixPath:
+    return PurePosixPath(path.relative_to(root).as_posix())

@@ -4,7 +4,10 @@ Conventions (one place, so `protect images`, `protect t2ue apply` and `protect w
 - a source is a folder (searched recursively) or an `.npz` with `x` (N,H,W,C uint8) and optional `y`;
 - EXIF orientation is applied to the pixels, alpha is split off and written back untouched, ICC profiles are kept;
 - EXIF (GPS included) is dropped unless asked for;
-- every write is atomic and the destination may not be the source or lie inside it.
+- 16-bit greyscale is reduced to 8 bits (value / 257, rounded); 32-bit integer and float images are refused, as their
+  range has no defined 8-bit meaning;
+- every write is atomic, the destination may not be the source, lie inside it or contain it, and source files whose
+  outputs would share a path keep their extension in the output name (`a.jpg.png`, `a.png.png`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 import io
 import logging
 import zipfile
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
@@ -68,7 +73,11 @@ class Picture:
 
 
 def check_destination(src: str | Path, dst: str | Path) -> None:
-    """Refuse a destination that is the source or lies inside it (so originals can never be overwritten)."""
+    """Refuse a destination that could overwrite an original or cannot be written as the kind of output needed.
+
+    A folder destination may neither lie inside the source folder nor contain it: mirrored outputs of `SRC/p/x.png`
+    written under a parent of SRC can land on SRC's own files (`par/p` -> `par` writes `par/p/x.png`).
+    """
     src_r, dst_r = Path(src).resolve(), Path(dst).resolve()
     if not Path(src).exists():
         raise ConfigError(f"source {src} does not exist")
@@ -76,6 +85,12 @@ def check_destination(src: str | Path, dst: str | Path) -> None:
         raise ConfigError(f"--out {dst} is the source file; choose another path")
     if src_r.is_dir() and (dst_r == src_r or src_r in dst_r.parents):
         raise ConfigError(f"--out {dst} is inside the source folder {src}; choose a folder outside it")
+    if src_r.is_dir() and dst_r in src_r.parents:
+        raise ConfigError(f"--out {dst} contains the source folder {src}; choose a folder outside it")
+    if src_r.is_dir() and dst_r.exists() and not dst_r.is_dir():
+        raise ConfigError(f"--out {dst} exists and is not a folder; choose a folder")
+    if src_r.is_file() and dst_r.is_dir():
+        raise ConfigError(f"--out {dst} is a folder; an .npz source needs an .npz file as --out")
 
 
 def find_images(src: str | Path) -> list[Path]:
@@ -94,7 +109,14 @@ def find_images(src: str | Path) -> list[Path]:
 
 
 def load_image(path: str | Path, *, root: str | Path | None = None, keep_exif: bool = False) -> Picture:
-    """Decode one image file; raises `UnreadableImageError` with the reason if it cannot be read."""
+    """Decode one image file; raises `UnreadableImageError` with the reason if it cannot be read.
+
+    The returned pixels are what gets protected and what the report measures against. Lossless modes (RGB, L, 1,
+    alpha split off) are kept exactly; 16-bit greyscale becomes 8-bit greyscale by value / 257, rounded (so the
+    saved file is within eps + half a level of the original), and float images whose values lie in [0, 1] are scaled
+    by 255; `meta["note"]` says so. 32-bit integer and other float images are refused: PIL's RGB conversion would
+    clip them to garbage while the report claimed a small change.
+    """
     path = Path(path)
     rel = PurePosixPath(path.relative_to(root).as_posix()) if root else PurePosixPath(path.name)
     try:
@@ -104,16 +126,23 @@ def load_image(path: str | Path, *, root: str | Path | None = None, keep_exif: b
             im = ImageOps.exif_transpose(im)  # display orientation; removes the Orientation tag
             exif = im.getexif().tobytes() if keep_exif and len(im.getexif()) else None
             mode = im.mode
+    except Image.DecompressionBombError as e:  # not an OSError: a huge or hostile file
+        raise UnreadableImageError(f"cannot read {path}: too large to decode safely ({e})") from e
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise UnreadableImageError(f"cannot read {path}: {e}") from e
-    alpha = None
+    alpha, note = None, None
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
         im = im.convert("LA" if mode == "LA" else "RGBA")
         alpha = np.asarray(im.getchannel("A")).copy()
         im = im.convert("L" if mode == "LA" else "RGB")
+    elif mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        im, note = _wide_to_grey(im, path)
+    elif mode == "1":
+        im = im.convert("L")
     elif mode not in ("RGB", "L"):
         log.warning("%s: mode %s converted to RGB", path, mode)
-        im = im.convert("RGB")
+        lossless = mode == "P"  # a palette expands to RGB exactly; CMYK, YCbCr, LAB... are colour conversions
+        im, note = im.convert("RGB"), None if lossless else f"{mode} converted to RGB before protecting"
     pixels = np.asarray(im, dtype=np.uint8).copy()
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
@@ -126,7 +155,26 @@ def load_image(path: str | Path, *, root: str | Path | None = None, keep_exif: b
         exif=exif,
         label=label,
         source=str(path),
-        meta={"mode": mode},
+        meta={"mode": mode} | ({"note": note} if note else {}),
+    )
+
+
+def _wide_to_grey(im: Image.Image, path: Path) -> tuple[Image.Image, str]:
+    """8-bit greyscale from a 16-bit or float image, by its nominal range (never PIL's clipping RGB conversion)."""
+    values = np.asarray(im)
+    if im.mode.startswith("I;16"):
+        grey = np.rint(values.astype(np.float64) / 257.0)
+        return Image.fromarray(
+            grey.astype(np.uint8), "L"
+        ), "16-bit greyscale reduced to 8 bits before protecting"
+    if im.mode == "F" and np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1:
+        grey = np.rint(values.astype(np.float64) * 255.0)
+        return Image.fromarray(
+            grey.astype(np.uint8), "L"
+        ), "float greyscale scaled to 8 bits before protecting"
+    kind = "float" if im.mode == "F" else "32-bit integer"
+    raise UnreadableImageError(
+        f"cannot read {path}: {kind} pixels (mode {im.mode}) have no defined 8-bit range; convert it to 8 or 16 bits"
     )
 
 
@@ -144,6 +192,46 @@ def output_path(dst: str | Path, rel: PurePosixPath, fmt: str = "png") -> Path:
     if fmt not in OUTPUT_FORMATS:
         raise ConfigError(f"unknown output format {fmt!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
     return Path(dst).joinpath(*rel.parts).with_suffix(OUTPUT_FORMATS[fmt])
+
+
+def plan_outputs(
+    dst: str | Path, rels: Iterable[PurePosixPath], fmt: str = "png"
+) -> dict[PurePosixPath, Path]:
+    """Each source's output path, decided for the whole folder at once so no two sources share one.
+
+    Sources whose mirrored outputs would collide (`a.jpg` and `a.png`, or `a.JPG` and `a.jpg`, compared
+    case-insensitively because many disks are) keep their full name: `a.jpg.png`, `a.png.png`; a name that is still
+    taken gets `-2`, `-3`... Everything else keeps the plain mirrored path. Sorted input makes the plan deterministic,
+    so `--resume` finds the same outputs again.
+    """
+    rels = sorted(set(rels))
+    natural = {rel: output_path(dst, rel, fmt) for rel in rels}
+    counts = Counter(_fold(path) for path in natural.values())
+    taken = set(counts)
+    plan: dict[PurePosixPath, Path] = {}
+    for rel in rels:
+        path = natural[rel]
+        if counts[_fold(path)] > 1:
+            path, n = path.with_name(rel.name + path.suffix), 2
+            while _fold(path) in taken:
+                path, n = path.with_name(f"{rel.name}-{n}{path.suffix}"), n + 1
+            taken.add(_fold(path))
+        plan[rel] = path
+    return plan
+
+
+def _fold(path: Path) -> str:
+    return path.as_posix().casefold()
+
+
+def flatten_alpha(picture: Picture) -> Picture:
+    """The picture composited onto white, without alpha: what a JPEG (no alpha channel) can hold."""
+    if picture.alpha is None:
+        return picture
+    a = picture.alpha[:, :, None].astype(np.float64) / 255.0
+    flat = np.rint(picture.pixels * a + 255.0 * (1.0 - a)).astype(np.uint8)
+    note = "alpha flattened onto white (JPEG has no alpha channel)"
+    return replace(picture, pixels=flat, alpha=None, meta=picture.meta | {"note": note})
 
 
 def encode(picture: Picture, fmt: str = "png", quality: int = 95) -> bytes:
@@ -202,6 +290,8 @@ def load_npz(path: str | Path) -> ArrayDataset:
     x = arrays.pop("x")
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] not in (1, 3):
         raise ConfigError(f"{path}: 'x' must be uint8 (N, H, W, C) with C in (1, 3); got {x.dtype} {x.shape}")
+    if not x.size:
+        raise ConfigError(f"{path}: 'x' holds no images (shape {x.shape})")
     y = arrays.pop("y", None)
     if y is not None and len(y) != len(x):
         raise ConfigError(f"{path}: 'y' has {len(y)} labels for {len(x)} images")

@@ -40,12 +40,13 @@ def write_json_report(
             "protected": len(rows),
             "skipped": len(skipped),
             "max_linf": max((r["linf"] for r in rows), default=0),
+            "unchanged": sum(1 for r in rows if r.get("linf") == 0),
             "mean_psnr": round(float(np.mean(finite)), 3) if finite else None,
         },
         "images": rows,
         "skipped": skipped,
     }
-    atomic_write_text(path, json.dumps(body, indent=2, default=_jsonable) + "\n")
+    atomic_write_text(path, json.dumps(body, indent=2, default=jsonable) + "\n")
     return path
 
 
@@ -95,7 +96,8 @@ def _version() -> str:
     return __version__
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
+    """`json.dumps(default=...)` for the numpy scalars and paths that settings and rows carry."""
     if isinstance(obj, (np.integer, np.floating)):
         return obj.item()
     if isinstance(obj, Path):

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import PurePosixPath
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from click.testing import CliRunner
 
 from protect.cli import cli
 from protect.errors import ConfigError
-from protect.imageio import check_destination, load_npz
+from protect.imageio import check_destination, load_npz, plan_outputs
 from protect.paths import atomic_path, atomic_write_text
 
 
@@ -90,3 +91,30 @@ def test_every_subcommand_has_help():
         res = CliRunner().invoke(cli, [name, "--help"])
         assert res.exit_code == 0, (name, res.output)
         assert "Example" in res.output or "Commands" in res.output
+
+
+def test_destination_may_not_contain_the_source(tmp_path):
+    src = tmp_path / "par" / "p"
+    src.mkdir(parents=True)
+    with pytest.raises(ConfigError, match="contains the source"):
+        check_destination(src, tmp_path / "par")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ConfigError, match="not a folder"):
+        check_destination(src, tmp_path / "afile")
+
+
+def test_output_plan_disambiguates_same_stem_sources(tmp_path):
+    rels = [PurePosixPath(n) for n in ("a.jpg", "a.png", "A.JPG", "a.jpg.png", "b.png", "c/x.png")]
+    plan = {
+        str(rel): path.relative_to(tmp_path).as_posix() for rel, path in plan_outputs(tmp_path, rels).items()
+    }
+    assert plan == {
+        # a.jpg.png is a source's own output, and names are compared case-insensitively: counters follow
+        "A.JPG": "A.JPG-2.png",
+        "a.jpg": "a.jpg-3.png",
+        "a.jpg.png": "a.jpg.png",
+        "a.png": "a.png.png",
+        "b.png": "b.png",
+        "c/x.png": "c/x.png",
+    }
+    assert len({p.casefold() for p in plan.values()}) == len(plan)

@@ -173,3 +173,148 @@ def test_surrogate_errors_are_one_line_when_offline(photos, tmp_path, monkeypatc
     assert res.exit_code in (1, 2)
     errors = [line for line in res.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and errors[0].startswith(message)
+
+
+def report_of(out: Path) -> dict:
+    return json.loads((out / "protect-report.json").read_text())
+
+
+def save_random(path: Path, shape=(16, 16, 3), seed=0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+    Image.fromarray(pixels[..., 0] if shape[-1] == 1 else pixels).save(path)
+
+
+def test_destination_containing_source_is_refused_and_originals_survive(tmp_path):
+    """`par/p --out par` would mirror `par/p/p/x.png` onto the original `par/p/x.png`."""
+    par = tmp_path / "par"
+    save_random(par / "p" / "x.png", seed=1)
+    save_random(par / "p" / "p" / "x.png", seed=2)
+    before = digest(par)
+    res = CliRunner().invoke(cli, ["images", str(par / "p"), "--out", str(par), *FAST])
+    assert res.exit_code == 2
+    assert (
+        res.output.strip().splitlines()[-1].startswith("Error: --out") and "contains the source" in res.output
+    )
+    assert digest(par) == before
+
+
+def test_same_stem_sources_get_distinct_outputs(tmp_path):
+    src = tmp_path / "src"
+    for i, name in enumerate(["a.jpg", "a.png", "b.png"]):
+        save_random(src / name, seed=i)
+    out = tmp_path / "out"
+    assert run([str(src), "--out", str(out), *FAST]).exit_code == 0
+    outputs = sorted(Path(r["output"]).name for r in report_of(out)["images"])
+    assert outputs == ["a.jpg.png", "a.png.png", "b.png"]
+    assert sorted(p.name for p in out.glob("*.png")) == outputs
+
+
+def test_dry_run_t2ue_writes_nothing(photos, tmp_path):
+    res = run([str(photos), "--out", str(tmp_path / "o"), "--method", "t2ue", "--dry-run"])
+    assert res.exit_code == 0 and "would protect 10 file(s)" in res.output and "t2ue" in res.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_16_bit_greyscale_is_rescaled_not_clipped(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    wide = np.linspace(0, 65535, 20 * 24).reshape(20, 24).astype(np.uint16)
+    Image.fromarray(wide).save(src / "g16.png")
+    save_random(src / "rgb.png")
+    out = tmp_path / "out"
+    assert run([str(src), "--out", str(out), *FAST]).exit_code == 0
+    row = next(r for r in report_of(out)["images"] if r["source"].endswith("g16.png"))
+    saved = Image.open(out / "g16.png")
+    assert saved.mode == "L" and "16-bit" in row["note"]
+    # the change against the true original (in 8-bit units) is eps plus at most half a level of rounding
+    assert np.abs(np.asarray(saved, float) - wide / 257.0).max() <= row["linf"] + 0.5 <= 8.5
+
+
+def test_float_image_out_of_range_is_skipped_with_a_reason(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(np.full((16, 16), 900.0, np.float32)).save(src / "f.tif")
+    save_random(src / "rgb.png")
+    out = tmp_path / "out"
+    assert run([str(src), "--out", str(out), *FAST]).exit_code == 0
+    (skipped,) = report_of(out)["skipped"]
+    assert skipped["source"].endswith("f.tif") and "no defined 8-bit range" in skipped["reason"]
+
+
+def test_decompression_bomb_is_skipped_not_a_traceback(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    save_random(src / "a" / "ok.png", seed=0)
+    save_random(src / "b" / "ok.png", seed=1)  # two classes: no reference photos (which are large) to read
+    save_random(src / "a" / "huge.png", shape=(64, 64, 3), seed=2)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1024)  # huge.png has 4096 > 2 x limit: PIL refuses it
+    out = tmp_path / "out"
+    res = run([str(src), "--out", str(out), *FAST])
+    assert res.exit_code == 0, res.output
+    (skipped,) = report_of(out)["skipped"]
+    assert skipped["source"].endswith("huge.png") and "too large" in skipped["reason"]
+
+
+@pytest.mark.parametrize("case", ["out_is_file", "parent_is_file", "empty_npz"])
+def test_unusable_outputs_and_empty_npz_are_one_line(tmp_path, case):
+    src = tmp_path / "src"
+    save_random(src / "a.png")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    if case == "empty_npz":
+        src, out = tmp_path / "empty.npz", tmp_path / "o.npz"
+        np.savez(src, x=np.zeros((0, 8, 8, 3), np.uint8))
+    else:
+        out = afile if case == "out_is_file" else afile / "sub"
+    before = digest(tmp_path)
+    res = CliRunner().invoke(cli, ["images", str(src), "--out", str(out), *FAST])
+    assert res.exit_code == 2, res.output
+    errors = [line for line in res.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1
+    assert digest(tmp_path) == before
+
+
+def test_rgba_to_jpeg_is_flattened_and_noted(tmp_path):
+    src = tmp_path / "src"
+    save_random(src / "rgba.png", shape=(16, 16, 4))
+    save_random(src / "rgb.png", seed=1)
+    out = tmp_path / "out"
+    res = run([str(src), "--out", str(out), "--format", "jpeg", *FAST])
+    assert res.exit_code == 0, res.output
+    rows = {Path(r["output"]).name: r for r in report_of(out)["images"]}
+    assert set(rows) == {"rgba.jpg", "rgb.jpg"} and "alpha flattened onto white" in rows["rgba.jpg"]["note"]
+    assert Image.open(out / "rgba.jpg").mode == "RGB"
+
+
+def test_copies_identical_to_the_original_are_flagged_and_warned(tmp_path):
+    """Four images in two classes: the surrogate separates them perfectly, the gradient is zero, nothing moves."""
+    src = tmp_path / "src"
+    for i, name in enumerate(["cat/a.png", "cat/b.png", "dog/c.png", "dog/d.png"]):
+        save_random(src / name, seed=i)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(cli, ["images", str(src), "--out", str(out), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    report = report_of(out)
+    assert all(r["unchanged"] == (r["linf"] == 0) for r in report["images"])
+    assert report["summary"]["unchanged"] == 4
+    assert "protection did nothing for 4 of 4 image(s)" in res.stderr
+
+
+def test_resume_keys_on_paths_relative_to_src(photos, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run(["photos", "--out", "out", *FAST]).exit_code == 0
+    stamp = (tmp_path / "out" / "cats" / "0.png").stat().st_mtime_ns
+    res = run([str(photos), "--out", str(tmp_path / "out"), "--resume", *FAST])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "out" / "cats" / "0.png").stat().st_mtime_ns == stamp  # nothing redone
+    report = report_of(tmp_path / "out")
+    assert report["summary"]["protected"] == 9 and len({r["file"] for r in report["images"]}) == 9
+
+
+def test_resume_with_other_settings_is_refused(photos, tmp_path):
+    out = tmp_path / "out"
+    assert run([str(photos), "--out", str(out), *FAST]).exit_code == 0
+    res = CliRunner().invoke(
+        cli, ["images", str(photos), "--out", str(out), "--resume", "--epsilon", "4/255", *FAST]
+    )
+    assert res.exit_code == 2 and "settings differ" in res.output and "epsilon" in res.output

@@ -91,6 +91,8 @@ def protect_arrays(
         >>> protected, info = protect_arrays(x, y, config=ProtectConfig(method="beo", steps=10))
     """
     config = config or ProtectConfig()
+    if not len(images):
+        raise ConfigError("no images to protect")
     if config.eps_levels < 1:
         raise ConfigError(
             f"--epsilon {config.epsilon:.5f} is below one 8-bit level (1/255): nothing could change"
@@ -167,12 +169,22 @@ def protect_images(
 ) -> CopyJob:
     """Write protected copies of a folder (mirrored paths) or an `.npz` (same arrays); originals are never touched.
 
-    Returns the finished job (its `rows`, `skipped` and `finish()` status).
+    Returns the finished job (its `rows`, `skipped` and `finish()` status). If the run fails part-way, the reports
+    are written for the copies already saved before the error propagates.
     """
     config, options = config or ProtectConfig(), options or WriteOptions()
     if config.method not in METHODS:
         raise UnknownNameError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
     job = CopyJob(Path(src), Path(dst), settings=asdict(config) | {"format": options.fmt}, options=options)
+    try:
+        return _protect_job(job, config, callback)
+    except Exception:
+        if job.rows:
+            job.finish()
+        raise
+
+
+def _protect_job(job: CopyJob, config: ProtectConfig, callback: Callback | None) -> CopyJob:
     if job.is_npz:
         data = job.load_dataset()
         labels = None if data.y is None else [str(v) for v in data.y]

@@ -25,7 +25,7 @@ from unlearnable.surrogates import check_surrogate
     "dst",
     required=True,
     type=click.Path(path_type=Path),
-    help="Destination folder (or .npz for an .npz source); must lie outside SRC.",
+    help="Destination folder (or .npz for an .npz source); may neither lie inside SRC nor contain it.",
 )
 @click.option(
     "--method",
@@ -124,6 +124,9 @@ def images(
     """
     check_destination(src, dst)
     options = WriteOptions(fmt=fmt, quality=quality, keep_exif=keep_exif, resume=resume)
+    if dry_run and method == "t2ue":
+        _dry_run(src, dst, "method t2ue, epsilon set by the generator")
+        return
     if method == "t2ue":
         job = _t2ue(src, dst, generator, captions, seed, device, options)
         status = job.finish()
@@ -144,7 +147,7 @@ def images(
     )
     check_surrogate(surrogate)
     if dry_run:
-        _dry_run(src, dst, config)
+        _dry_run(src, dst, f"method {method}, epsilon {config.eps_levels}/255")
         return
     total = config.steps if config.steps is not None else DEFAULT_STEPS[method]
     with tqdm(total=total, desc=f"protect {method}", unit="pass", file=sys.stderr, dynamic_ncols=True) as bar:
@@ -175,23 +178,33 @@ def _summary(job) -> None:
     click.echo(f"report: {job.report_dir / job.options.report_name}")
     if not rows:
         click.echo("nothing could be protected", err=True)
+    unchanged = sum(1 for r in rows if r.get("unchanged"))
+    if unchanged:
+        click.echo(_unchanged_warning(unchanged, len(rows)), err=True)
 
 
-def _dry_run(src: Path, dst: Path, config: ProtectConfig) -> None:
+def _unchanged_warning(unchanged: int, total: int) -> str:
+    """Why a copy can come out pixel-identical, and what to try: exit 0 alone would hide that nothing was done."""
+    return (
+        f"warning: protection did nothing for {unchanged} of {total} image(s) (saved copy identical to the "
+        "original; 'unchanged' in the report). The optimisation had no gradient to follow, which happens when "
+        "there are very few images per class (the surrogate already separates them perfectly); add more images "
+        "or try --method em"
+    )
+
+
+def _dry_run(src: Path, dst: Path, what: str) -> None:
     if src.is_file():
         data = load_npz(src)
-        click.echo(
-            f"would protect {len(data.x)} images {data.x.shape[1:]} from {src} -> {dst} "
-            f"(method {config.method}, epsilon {config.eps_levels}/255)"
-        )
+        click.echo(f"would protect {len(data.x)} images {data.x.shape[1:]} from {src} -> {dst} ({what})")
         return
     files = find_images(src)
     if not files:
         raise ConfigError(f"no images (jpg, png, webp, tif, bmp, heic) found in {src}")
     folders = sorted({f.relative_to(src).parts[0] for f in files if len(f.relative_to(src).parts) > 1})
     click.echo(
-        f"would protect {len(files)} file(s) from {src} -> {dst} (method {config.method}, "
-        f"epsilon {config.eps_levels}/255, class folders: {', '.join(folders) or 'none'})"
+        f"would protect {len(files)} file(s) from {src} -> {dst} ({what}, "
+        f"class folders: {', '.join(folders) or 'none'})"
     )
     for f in files:
         click.echo(f"  {f.relative_to(src)}")
