@@ -139,22 +139,29 @@ def train(
 
 @model.command()
 @click.argument("model_dir", type=click.Path())
-@click.option("--classes", required=True, help="Comma-separated class names to forget.")
+@click.option("--classes", default="", help="Comma-separated class names to forget.")
+@click.option(
+    "--class",
+    "exact",
+    multiple=True,
+    help="One class name, taken as it is (for names with commas); repeatable.",
+)
 @click.option(
     "--out", type=click.Path(), default=None, help="Write a new folder instead of updating MODEL_DIR."
 )
-def forget(model_dir: str, classes: str, out: str | None) -> None:
+def forget(model_dir: str, classes: str, exact: tuple[str, ...], out: str | None) -> None:
     """Forget classes by deleting their prompt tokens (and the optimiser state) from the checkpoint, atomically.
 
     \b
     Example:
         protect model forget my-model --classes cat,dog
+        protect model forget my-model --class "Smith, John"
     """
     from forgettable.forget import forget_checkpoint
 
-    names = [c.strip() for c in classes.split(",") if c.strip()]
+    names = [c.strip() for c in classes.split(",") if c.strip()] + list(exact)
     if not names:
-        raise click.UsageError("--classes needs at least one class name")
+        raise click.UsageError("name the classes to forget: --classes A,B or --class NAME")
     result = forget_checkpoint(model_dir, names, out=out)
     copy = Path(result.directory).resolve() != Path(model_dir).resolve()
     if result.forgotten:

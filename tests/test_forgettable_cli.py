@@ -148,3 +148,18 @@ def test_predict_reports_a_corrupt_image_and_still_predicts_the_others(workdir, 
     (tmp_path / "empty").mkdir()
     empty = run("predict", str(workdir / "m"), str(tmp_path / "empty"))
     assert empty.exit_code == 2 and "no images found" in empty.output
+
+
+def test_forget_a_class_whose_name_has_a_comma(tmp_path):
+    root = tmp_path / "data"
+    for name, col in (("Smith, John", 1), ("b", 4), ("c", 6)):
+        (root / name).mkdir(parents=True)
+        for i in range(6):
+            img = np.full((8, 8), 20 + i, np.uint8)
+            img[:, col : col + 2] = 220
+            Image.fromarray(img).save(root / name / f"{i}.png")
+    assert run("train", str(root), "--out", str(tmp_path / "m"), "--epochs", "1").exit_code == 0
+    result = run("forget", str(tmp_path / "m"), "--class", "Smith, John")
+    assert result.exit_code == 0, result.output
+    assert "remaining classes: b, c" in result.output
+    assert run("forget", str(tmp_path / "m")).exit_code == 2
