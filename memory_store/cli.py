@@ -167,6 +167,8 @@ def forget(
         sel = dict(ids=list(ids) or None, query=query, tag=tag, agent=agent, namespace=namespace)
         plan = store.forget(**sel, dry_run=True)
         if not plan.ids:
+            if not dry_run:
+                store.compact()  # finishes an earlier erasure that another process's reader held up
             click.echo("nothing matches")
             return
         if not dry_run and not yes:
@@ -188,6 +190,16 @@ def forget(
             f"vacuumed={receipt.vacuumed} wal_truncated={receipt.wal_truncated}; "
             f"{state[receipt.residue_free]}"
         )
+    if not dry_run and receipt.residue_free is False:
+        raise click.ClickException(_residue_hint(receipt.residue_files))
+
+
+def _residue_hint(files: list[str]) -> str:
+    """Residue means another process (an MCP server, a reader) kept the WAL from being cleared."""
+    return (
+        f"erased text is still in {', '.join(files)}: another process has the database open; close it "
+        "(e.g. stop `protect memory serve`) and run the same forget command again to finish the erasure"
+    )
 
 
 @memory.command(name="list")

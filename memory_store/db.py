@@ -172,6 +172,7 @@ def connect(path: str | Path, *, busy_timeout: float = 10.0, create: bool = True
     conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
     try:
         conn.execute("PRAGMA schema_version").fetchone()  # reads the header: fails on a non-database file
+        _refuse_foreign(conn, path)  # before WAL mode, which would change the file
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA secure_delete = ON")
@@ -180,14 +181,32 @@ def connect(path: str | Path, *, busy_timeout: float = 10.0, create: bool = True
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA mmap_size = 268435456")  # reads after another process commits: no pread copies
         _ensure_schema(conn, busy_timeout)
+    except IntegrityError:
+        conn.close()
+        raise
     except sqlite3.DatabaseError as e:
         conn.close()
         if _is_locked(e):
             raise IntegrityError(f"memory database {path} is locked by another process: {e}") from e
+        if "malformed" in str(e):  # a SQLite file with a damaged page: `.recover` gets most of it back
+            raise database_error(path, e) from e
         raise IntegrityError(
             f"memory database {path} is corrupt or not a SQLite database ({e}); left untouched"
         ) from e
     return conn
+
+
+def _refuse_foreign(conn: sqlite3.Connection, path: str) -> None:
+    """Refuse a database that has tables but no `memories` table (another program's, or a feedback file):
+    adding our tables to it and switching it to WAL would change a file that is not ours."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    tables = {t for t in tables if not t.startswith("sqlite_")}
+    if tables and "memories" not in tables:
+        names = ", ".join(sorted(tables)[:5])
+        raise IntegrityError(
+            f"{path} is another program's SQLite database (tables: {names}); left untouched: "
+            "choose another --db file"
+        )
 
 
 def fts5_available() -> bool:
@@ -263,6 +282,25 @@ def _table_exists(conn: sqlite3.Connection, name: str) -> bool:
         conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone()
         is not None
     )
+
+
+def database_error(
+    path: object, e: sqlite3.DatabaseError, *, what: str = "memory database"
+) -> IntegrityError:
+    """One clear line for a SQLite failure on `path` after it opened (a damaged page, a lock, a full disk).
+
+    A bad page past the header only shows when a query reads it, so every store method needs this, not only
+    `connect`; the message names the file and how to get the data back.
+    """
+    if _is_locked(e):
+        return IntegrityError(f"{what} {path} is locked by another process ({e}); try again when it is free")
+    msg = str(e).lower()
+    if "malformed" in msg or "not a database" in msg or "corrupt" in msg:
+        return IntegrityError(
+            f"{what} {path} is corrupt ({e}); recover what is readable into a new file with "
+            f"`sqlite3 {path} .recover | sqlite3 {path}.recovered` and use that one"
+        )
+    return IntegrityError(f"{what} {path} failed: {e}")
 
 
 def _is_locked(e: BaseException) -> bool:

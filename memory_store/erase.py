@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memory_store import context, db, trust
 from memory_store import text as T
+from memory_store.store import check_id, check_text
 from memory_store.text import OWN_TEXT
-from protect.errors import ConfigError
+from protect.errors import ConfigError, IntegrityError, ProtectError
 
 if TYPE_CHECKING:
     from memory_store.store import MemoryStore
@@ -72,11 +74,14 @@ def select_ids(
         raise ConfigError("forget needs at least one of: ids, query, tag, agent, namespace")
     where, args = ["1=1"], []
     if ids is not None:
-        id_list = [int(i) for i in ([ids] if isinstance(ids, int) else ids)]
+        id_list = id_selector(ids)
         if not id_list:
             return []
         where.append(f"id IN ({','.join('?' * len(id_list))})")
         args += id_list
+    for what, val in (("forget query", query), ("tag", tag), ("agent id", agent), ("namespace", namespace)):
+        if val is not None:
+            check_text(val, what)  # refused, not cleaned: a cleaned selector could erase other memories
     if query is not None:
         expr = T.fts_query(query, mode="all", columns=OWN_TEXT)
         if expr is None:
@@ -94,6 +99,16 @@ def select_ids(
         r[0]
         for r in store.conn.execute(f"SELECT id FROM memories WHERE {' AND '.join(where)} ORDER BY id", args)
     ]
+
+
+def id_selector(ids: Any) -> list[int]:
+    """`ids` as a list of memory ids: one int or an iterable of ints.
+
+    A str is refused: iterating "12" would select memories 1 and 2.
+    """
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, (int, Iterable)):
+        raise ConfigError(f"ids must be an integer or a list of integers, got {ids!r}"[:200])
+    return [check_id(i) for i in ([ids] if isinstance(ids, int) else ids)]
 
 
 def forget(
@@ -134,7 +149,12 @@ def forget(
             "?, ?)",
             (requester, json.dumps({"count": len(chosen)}), now),
         )
-    store.feedback.forget(chosen)
+    try:
+        store.feedback.forget(chosen)
+    except ProtectError as e:
+        raise IntegrityError(
+            f"erased {len(chosen)} memories, but their ranking-feedback rows remain: {e}"
+        ) from e
     receipt.wal_truncated = db.compact(conn) and store.feedback.compact()
     receipt.vacuumed = True
     _verify(store, [rows[i].content for i in chosen], receipt)

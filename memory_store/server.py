@@ -29,6 +29,7 @@ Query = Annotated[str, Field(max_length=4_000)]
 Namespace = Annotated[str, Field(pattern=r"^[\w.:@/+-]{1,128}$")]
 Tag = Annotated[str, Field(min_length=1, max_length=64)]
 Limit = Annotated[int, Field(ge=1, le=100)]
+MemoryId = Annotated[int, Field(ge=0, le=2**63 - 1)]  # SQLite's rowid range: larger ids fail as one line
 
 
 def canonical_agent(name: str | None) -> str:
@@ -140,7 +141,7 @@ def build_server(
     @server.tool()
     def forget(
         ctx: Context,
-        memory_id: int | None = None,
+        memory_id: MemoryId | None = None,
         query: Query | None = None,
         tag: Tag | None = None,
         namespace: Namespace | None = None,
@@ -171,12 +172,14 @@ def build_server(
         return {"memories": [_public(m) for m in call(store.list_recent, namespace=namespace, limit=limit)]}
 
     @server.tool()
-    def related(memory_id: int, ctx: Context, limit: Limit = 5) -> dict[str, Any]:
+    def related(memory_id: MemoryId, ctx: Context, limit: Limit = 5) -> dict[str, Any]:
         """Memories linked to one memory in the similarity/entity graph or its Leiden community."""
         return {"memories": [_public(m) for m in call(store.related, memory_id, limit=limit)]}
 
     @server.tool()
-    def trust_report(ctx: Context, agent: str | None = None) -> dict[str, Any]:
+    def trust_report(
+        ctx: Context, agent: Annotated[str, Field(max_length=128)] | None = None
+    ) -> dict[str, Any]:
         """Trust (Beta posterior mean) of each agent, with its memory and signal counts."""
         return {"agents": call(store.trust_report, agent)}
 

@@ -16,16 +16,19 @@ Fixes of the paper's known gaps (see `docs`/README):
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import math
 import re
 import sqlite3
 import threading
 import time
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from memory_store import context, db, graph, trust, vectors
 from memory_store import text as T
@@ -41,9 +44,11 @@ _COLUMNS = (
     "id, namespace, content, tags, agent_id, session, transport, importance, status, flags, created_at, "
     "updated_at, content_hash"
 )
+# only a duplicate is skipped: OR IGNORE would also skip rows that break NOT NULL or CHECK, silently
 _INSERT = (
-    "INSERT OR IGNORE INTO memories (namespace, content, content_hash, tags, agent_id, session, transport, "
-    "importance, status, flags, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO memories (namespace, content, content_hash, tags, agent_id, session, transport, "
+    "importance, status, flags, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (namespace, content_hash) DO NOTHING"
 )
 _EVENT = "INSERT INTO events (memory_id, agent_id, kind, detail, created_at) VALUES (?, ?, ?, ?, ?)"
 # (near-duplicate, contradiction, graph edge) similarity thresholds per embedder
@@ -53,6 +58,8 @@ _KEYWORD_WEIGHT = {"minilm": 0.8, "tfidf": 0.9}
 # weight of the session prior (`MemoryStore._session_prior`), chosen the same way
 _SESSION_WEIGHT = {"minilm": 0.4, "tfidf": 0.2}
 _MIN_COMMON_DOCS = 20  # a word in fewer memories than this is never "common"
+_MAX_ID = 2**63 - 1  # SQLite's largest rowid
+_F = TypeVar("_F", bound=Any)
 
 
 def default_path() -> Path:
@@ -107,9 +114,93 @@ def _json_list(text: str) -> list[Any]:
 
 
 def check_name(value: str, what: str) -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
+    """A namespace or agent id; `fullmatch`, since `$` alone would let a trailing newline through."""
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise ConfigError(f"invalid {what} {value!r}: use 1-128 letters, digits or . : @ / + - _")
     return value
+
+
+def check_id(value: Any) -> int:
+    """A memory id: an int SQLite can hold (a bool, str or float is refused, not coerced)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_ID:
+        raise ConfigError(f"memory ids must be integers from 0 to 2**63-1, got {value!r}")
+    return value
+
+
+def check_text(value: Any, what: str, *, empty: bool = True) -> str:
+    """Text that can be stored: a str (non-empty unless `empty`) that UTF-8 can encode."""
+    if not isinstance(value, str) or (not empty and not value.strip()):
+        raise ConfigError(f"{what} must be {'' if empty else 'non-empty '}text, got {value!r}"[:200])
+    if not T.is_unicode(value):
+        raise ConfigError(f"{what} is not valid Unicode (lone surrogates, e.g. undecodable bytes)")
+    return value
+
+
+def _timestamp(value: Any, what: str) -> float:
+    """A finite Unix time (NaN would break the NOT NULL column; a string is not a time)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{what} must be a finite Unix time in seconds, got {value!r}")
+    return float(value)
+
+
+def _guard(fn: _F) -> _F:
+    """Report a SQLite failure of the main database (a damaged page, a lock) as one `IntegrityError` line.
+
+    Damage past the header shows only when a query reads that page, so every public method needs this.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(self: MemoryStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(self, *args, **kwargs)
+        except sqlite3.DatabaseError as e:
+            raise db.database_error(self.path or ":memory:", e) from e
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _tag_list(tags: Any) -> list[str]:
+    """Sorted distinct lower-case tags; `None` is no tags, one str is one tag, control characters are refused
+    (a NUL or newline in a tag would print as something else)."""
+    if tags is None:
+        return []
+    if isinstance(tags, str):
+        tags = [tags]
+    elif isinstance(tags, (bytes, dict)) or not isinstance(tags, Iterable):
+        raise ConfigError(f"tags must be a list of strings, got {tags!r}"[:200])
+    tag_list = list(tags)
+    if len(tag_list) > 32 or any(not isinstance(t, str) or not 0 < len(t.strip()) <= 64 for t in tag_list):
+        raise ConfigError("tags must be at most 32 non-empty strings of up to 64 characters")
+    for t in tag_list:
+        check_text(t, "a tag")
+        if any(unicodedata.category(c) == "Cc" for c in t):
+            raise ConfigError(f"tag {t!r} contains a control character")
+    return sorted({t.strip().lower() for t in tag_list})
+
+
+def _read_jsonl(src: str | Path, namespace: str | None) -> list[tuple[str, Any]]:
+    """(`FILE:LINE`, record) for each non-blank line; a line that is not UTF-8 JSON raises naming it."""
+    out = []
+    try:
+        with open(src, "rb") as fh:
+            for k, raw in enumerate(fh, 1):
+                where = f"{src}:{k}"
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise ConfigError(f"{where}: not UTF-8 text ({e.reason}); nothing was imported") from e
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ConfigError(f"{where}: not a JSON line ({e.msg}); nothing was imported") from e
+                if namespace is not None and isinstance(rec, dict):
+                    rec["namespace"] = namespace
+                out.append((where, rec))
+    except OSError as e:
+        raise ConfigError(f"cannot read {src}: {e.strerror or e}") from e
+    return out
 
 
 class MemoryStore:
@@ -191,7 +282,11 @@ class MemoryStore:
         self.max_term_docs = max_term_docs
         self._df_cache: tuple[Any, int, dict[str, int]] = (None, 0, {})
         self.conn = db.connect(self.path or ":memory:", busy_timeout=busy_timeout)
-        self.embedder = self._choose_embedder(embedder)
+        try:
+            self.embedder = self._choose_embedder(embedder)
+        except sqlite3.DatabaseError as e:
+            self.conn.close()
+            raise db.database_error(self.path or ":memory:", e) from e
         self.keyword_weight = (
             _KEYWORD_WEIGHT[self.embedder.name] if keyword_weight is None else keyword_weight
         )
@@ -202,7 +297,7 @@ class MemoryStore:
             self.embedder.name
         ]
         feedback_path = None if self.path is None else self.path.with_name(self.path.stem + ".feedback.db")
-        self.feedback = FeedbackLog(feedback_path, busy_timeout=busy_timeout)
+        self.feedback = FeedbackLog(feedback_path, busy_timeout=busy_timeout, existing=self._existing)
         self._indexes: dict[str | None, vectors.VectorIndex] = {}
         self._lock = threading.RLock()
         self._community_cache: dict[str, tuple[Any, dict[int, int]]] = {}
@@ -225,6 +320,17 @@ class MemoryStore:
     def close(self) -> None:
         self.feedback.close()
         self.conn.close()
+
+    @_guard
+    def _existing(self, ids: set[int]) -> set[int]:
+        """Which of `ids` are memories now (read fresh: another process may have erased some)."""
+        out: set[int] = set()
+        ids_list = sorted(ids)
+        for k in range(0, len(ids_list), 500):
+            chunk = ids_list[k : k + 500]
+            sql = f"SELECT id FROM memories WHERE id IN ({','.join('?' * len(chunk))})"
+            out |= {r[0] for r in self.conn.execute(sql, chunk)}
+        return out
 
     def __enter__(self) -> MemoryStore:
         return self
@@ -252,27 +358,25 @@ class MemoryStore:
         except MissingDependencyError:
             raise
         except sqlite3.DatabaseError as e:
-            raise IntegrityError(f"cannot read the memory database: {e}") from e
+            raise db.database_error(self.path or ":memory:", e) from e
         return idx
 
     def _encode(self, texts: list[str]) -> Any:
         return self.embedder.encode(texts)
 
-    def _validate(self, content: str, tags: Iterable[str], importance: int) -> tuple[str, list[str]]:
+    def _validate(self, content: str, tags: Iterable[str] | None, importance: int) -> tuple[str, list[str]]:
+        """(normalised content, sorted lower-case tags), or `ConfigError` before anything is written."""
         if not isinstance(content, str) or not content.strip():
             raise ConfigError("memory content must be non-empty text")
+        check_text(content, "memory content")
         if len(content) > self.max_content_chars:
             raise ConfigError(
                 f"memory content has {len(content)} characters; the limit is {self.max_content_chars}"
             )
-        tag_list = [tags] if isinstance(tags, str) else list(tags)
-        if len(tag_list) > 32 or any(
-            not isinstance(t, str) or not 0 < len(t.strip()) <= 64 for t in tag_list
-        ):
-            raise ConfigError("tags must be at most 32 non-empty strings of up to 64 characters")
+        tag_list = _tag_list(tags)
         if isinstance(importance, bool) or not isinstance(importance, int) or not 1 <= importance <= 10:
             raise ConfigError(f"importance must be an integer from 1 to 10, got {importance!r}")
-        return T.normalize(content), sorted({t.strip().lower() for t in tag_list})
+        return T.normalize(content), tag_list
 
     def _fts(self, query: str, namespace: str | None, limit: int, *, mode: str = "any") -> list[int]:
         """Memories whose own text (not their context) matches: for similarity checks on write."""
@@ -400,6 +504,7 @@ class MemoryStore:
         return trust.support([known[a] for a in agents])
 
     # ------------------------------------------------------------------ write
+    @_guard
     def remember(
         self,
         content: str,
@@ -508,8 +613,10 @@ class MemoryStore:
             )
         return WriteResult(memory_id, m.status, memory_id, [], signals, round(confirmer, 4))
 
+    @_guard
     def approve(self, memory_id: int) -> Memory:
         """The user releases a quarantined memory (it is then served like any other)."""
+        check_id(memory_id)
         with self._lock, db.transaction(self.conn, busy_timeout=self.busy_timeout):
             if not self.conn.execute("UPDATE memories SET status='active' WHERE id=?", (memory_id,)).rowcount:
                 raise ConfigError(f"no memory with id {memory_id}")
@@ -521,12 +628,19 @@ class MemoryStore:
         return self.get(memory_id)
 
     # ------------------------------------------------------------------ read
+    @_guard
     def get(self, memory_id: int) -> Memory:
-        rows = self._rows([memory_id])
+        rows = self._rows([check_id(memory_id)])
         if memory_id not in rows:
             raise ConfigError(f"no memory with id {memory_id}")
         return rows[memory_id]
 
+    def _untrusted(self, now: float) -> list[str]:
+        """Agents whose trust fell below `min_trust`: their memories are not served (recall, list, related)."""
+        agents = {r[0] for r in self.conn.execute("SELECT agent_id FROM agents")}
+        return sorted(a for a, t in trust.trust_map(self.conn, agents, now).items() if t < self.min_trust)
+
+    @_guard
     def recall(
         self,
         query: str,
@@ -543,12 +657,15 @@ class MemoryStore:
 
         Quarantined memories and memories of agents whose trust fell below `min_trust` are not served unless
         `include_quarantined`. Any text is a valid query: it is reduced to quoted word tokens before FTS5.
-        `mode="keyword"` or `"semantic"` uses one ranking alone (for comparisons).
+        `mode="keyword"` or `"semantic"` uses one ranking alone (for comparisons). Lone surrogates (undecodable
+        bytes from a shell) are dropped from the query: it only ranks, so a cleaned query is still a fair one.
         """
         if mode not in ("hybrid", "keyword", "semantic"):
             raise ConfigError(f"unknown search mode {mode!r}; choose hybrid, keyword or semantic")
         if not isinstance(query, str) or len(query) > 4000:
             raise ConfigError("query must be text of at most 4000 characters")
+        query = T.drop_surrogates(query)
+        check_name(agent, "agent id")
         if not isinstance(limit, int) or not 1 <= limit <= 200:
             raise ConfigError(f"limit must be an integer from 1 to 200, got {limit!r}")
         if namespace is not None:
@@ -640,6 +757,7 @@ class MemoryStore:
                 fused[mid] = fused.get(mid, 0.0) + part
         return fused
 
+    @_guard
     def list_recent(
         self,
         *,
@@ -647,19 +765,41 @@ class MemoryStore:
         limit: int = 10,
         agent: str | None = None,
         status: str | None = "active",
+        include_quarantined: bool = False,
     ) -> list[Memory]:
-        """Newest first; `status=None` lists both active and quarantined."""
+        """Newest first; `status=None` lists both active and quarantined.
+
+        `status="active"` lists what `recall` would serve: not the memories of agents whose trust fell below
+        `min_trust`, unless `include_quarantined`.
+        """
+        if namespace is not None:
+            check_name(namespace, "namespace")
+        if agent is not None:
+            check_name(agent, "agent id")
+        if status not in (None, "active", "quarantined"):
+            raise ConfigError(f"unknown status {status!r}; choose active or quarantined")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100_000:
+            raise ConfigError(f"limit must be an integer from 1 to 100000, got {limit!r}")
         where, args = ["1=1"], []
         for col, val in (("namespace", namespace), ("agent_id", agent), ("status", status)):
             if val is not None:
                 where.append(f"{col} = ?")
                 args.append(val)
+        if status == "active" and not include_quarantined:
+            untrusted = self._untrusted(time.time())
+            if untrusted:
+                where.append(f"agent_id NOT IN ({','.join('?' * len(untrusted))})")
+                args += untrusted
         order = "ORDER BY created_at DESC, id DESC LIMIT ?"
         sql = f"SELECT {_COLUMNS} FROM memories WHERE {' AND '.join(where)} {order}"
         return [_memory(r) for r in self.conn.execute(sql, [*args, limit])]
 
+    @_guard
     def related(self, memory_id: int, *, limit: int = 5, include_quarantined: bool = False) -> list[Memory]:
-        """Graph neighbours first, then members of the same Leiden community, most similar first."""
+        """Graph neighbours first, then members of the same Leiden community, most similar first.
+
+        Served like `recall`: no quarantined memories, nor those of agents below `min_trust`, unless
+        `include_quarantined`."""
         with self._lock:
             base = self.get(memory_id)
             scores: dict[int, float] = dict(graph.neighbours(self.conn, memory_id))
@@ -678,10 +818,12 @@ class MemoryStore:
                     for m, s in zip(same, sims, strict=False):
                         scores[m] = float(s) * 0.5  # below any direct edge of similar strength
             rows = self._rows(scores)
+            untrusted = set() if include_quarantined else set(self._untrusted(time.time()))
             out = [
                 replace(rows[m], score=s)
                 for m, s in sorted(scores.items(), key=lambda kv: -kv[1])
-                if m in rows and (include_quarantined or rows[m].status == "active")
+                if m in rows
+                and (include_quarantined or (rows[m].status == "active" and rows[m].agent not in untrusted))
             ]
             return out[:limit]
 
@@ -692,6 +834,7 @@ class MemoryStore:
             self._community_cache[namespace] = (key, graph.communities(self.conn, namespace))
         return self._community_cache[namespace][1]
 
+    @_guard
     def communities(self, namespace: str = DEFAULT_NAMESPACE) -> list[dict[str, Any]]:
         """Leiden communities of a namespace, largest first, each with its most frequent entities."""
         with self._lock:
@@ -712,9 +855,13 @@ class MemoryStore:
                 )
             return out
 
+    @_guard
     def trust_report(self, agent: str | None = None) -> list[dict[str, Any]]:
+        if agent is not None:
+            check_text(agent, "agent id")
         return trust.report(self.conn, time.time(), agent)
 
+    @_guard
     def stats(self) -> dict[str, Any]:
         c = self.conn
         by_status = dict(c.execute("SELECT status, count(*) FROM memories GROUP BY status").fetchall())
@@ -734,6 +881,7 @@ class MemoryStore:
         }
 
     # ------------------------------------------------------------------ erase
+    @_guard
     def forget(
         self,
         *,
@@ -758,7 +906,14 @@ class MemoryStore:
             )
             return erase.forget(self, chosen, requester=requester, dry_run=dry_run)
 
+    @_guard
+    def compact(self) -> bool:
+        """Checkpoint, VACUUM and truncate both WALs; False if another process's reader held a WAL."""
+        with self._lock:
+            return db.compact(self.conn) and self.feedback.compact()
+
     # ------------------------------------------------------------------ export / import
+    @_guard
     def export_jsonl(self, dest: str | Path, *, namespace: str | None = None) -> int:
         """Write every memory (with provenance and status) as JSON lines, atomically and owner-only (0600);
         returns the count."""
@@ -780,87 +935,101 @@ class MemoryStore:
             yield _memory(row)
 
     def import_jsonl(self, src: str | Path, *, namespace: str | None = None) -> dict[str, int]:
-        """Restore memories exported by `export_jsonl` (duplicates per namespace are skipped)."""
-        records = []
-        with open(src, encoding="utf-8") as fh:
-            for k, line in enumerate(fh, 1):
-                if line.strip():
-                    try:
-                        rec = json.loads(line)
-                    except json.JSONDecodeError as e:
-                        raise ConfigError(
-                            f"{src}:{k}: not a JSON line ({e.msg}); nothing was imported"
-                        ) from e
-                    if not isinstance(rec, dict) or "content" not in rec:
-                        raise ConfigError(
-                            f"{src}:{k}: expected an object with 'content'; nothing was imported"
-                        )
-                    if namespace is not None:
-                        rec["namespace"] = namespace
-                    records.append(rec)
-        return self.import_records(records)
+        """Restore memories exported by `export_jsonl` (duplicates per namespace are skipped).
+
+        Every line is checked before anything is written: a bad line imports nothing and is named
+        (`FILE:LINE: reason`)."""
+        return self._import(_read_jsonl(src, namespace))
 
     def import_records(self, records: Iterable[dict[str, Any] | str], *, batch: int = 5000) -> dict[str, int]:
         """Bulk insert, one transaction per batch (a trusted restore: provenance and status kept as given).
 
         This is the path for restores and benchmarks; it does not run the per-write trust checks of
         `remember`, so use it only for data the user already vouches for. Graph edges are not built here.
+        Every record is checked first, so a bad one (named `record N`) imports nothing.
         """
+        items = [
+            (f"record {k}", {"content": r} if isinstance(r, str) else r) for k, r in enumerate(records, 1)
+        ]
+        return self._import(items, batch=batch)
+
+    def _import_row(self, r: Any, now: float) -> tuple[Any, ...]:
+        """One record as an `_INSERT` row, or `ConfigError` saying what is wrong with it."""
+        if not isinstance(r, dict) or "content" not in r:
+            raise ConfigError("expected an object with 'content'")
+        content, tags = self._validate(r["content"], r.get("tags", ()), r.get("importance", 5))
+        ns = check_name(r.get("namespace", DEFAULT_NAMESPACE), "namespace")
+        ag = check_name(r.get("agent", trust.USER), "agent id")
+        status = r.get("status", "active")
+        if status not in ("active", "quarantined"):
+            raise ConfigError(f"invalid status {status!r}; use active or quarantined")
+        flags = r.get("flags", [])
+        if not isinstance(flags, list) or not all(isinstance(f, str) and T.is_unicode(f) for f in flags):
+            raise ConfigError(f"flags must be a list of strings, got {flags!r}"[:200])
+        created = _timestamp(r.get("created_at", now), "created_at")
+        return (
+            ns,
+            content,
+            T.content_hash(content),
+            json.dumps(tags),
+            ag,
+            check_text(r.get("session", ""), "session"),
+            check_text(r.get("transport", "import"), "transport"),
+            r.get("importance", 5),
+            status,
+            json.dumps(flags),
+            created,
+            _timestamp(r.get("updated_at", created), "updated_at"),
+        )
+
+    @_guard
+    def _import(self, items: list[tuple[str, Any]], *, batch: int = 5000) -> dict[str, int]:
+        """Check every (where, record), then insert in batches (each one transaction)."""
+        now = time.time()
+        pending = []
+        for where, r in items:
+            try:
+                pending.append(self._import_row(r, now))
+            except ConfigError as e:
+                raise ConfigError(f"{where}: {e}; nothing was imported") from e
         added = skipped = 0
-        pending: list[tuple[Any, ...]] = []
-        items = [{"content": r} if isinstance(r, str) else r for r in records]
         with self._lock:
-            for start in range(0, len(items), batch):
-                chunk = items[start : start + batch]
-                now = time.time()
-                pending = []
-                for r in chunk:
-                    content, tags = self._validate(
-                        r["content"], r.get("tags", ()), int(r.get("importance", 5))
-                    )
-                    ns = check_name(r.get("namespace", DEFAULT_NAMESPACE), "namespace")
-                    ag = check_name(r.get("agent", trust.USER), "agent id")
-                    status = r.get("status", "active")
-                    if status not in ("active", "quarantined"):
-                        raise ConfigError(f"invalid status {status!r}")
-                    created = float(r.get("created_at", now))
-                    pending.append(
-                        (
-                            ns,
-                            content,
-                            T.content_hash(content),
-                            json.dumps(tags),
-                            ag,
-                            str(r.get("session", "")),
-                            str(r.get("transport", "import")),
-                            int(r.get("importance", 5)),
-                            status,
-                            json.dumps(list(r.get("flags", []))),
-                            created,
-                            float(r.get("updated_at", created)),
-                        )
-                    )
-                vecs = self._encode([p[1] for p in pending]) if self.embedder.dense else None
-                with db.transaction(self.conn, busy_timeout=self.busy_timeout):
-                    for ag in {p[4] for p in pending}:
-                        trust.ensure_agent(self.conn, ag, now)
-                    new_ids, new_vecs, ents, in_sessions = [], [], [], []
-                    for k, p in enumerate(pending):
-                        cur = self.conn.execute(_INSERT, p)
-                        if cur.rowcount:
-                            added += 1
-                            new_ids.append(int(cur.lastrowid or 0))
-                            if p[5]:
-                                in_sessions.append(new_ids[-1])
-                            ents += [(new_ids[-1], e) for e in T.entities(p[1])]
-                            if vecs is not None:
-                                new_vecs.append(vecs[k])
-                        else:
-                            skipped += 1
-                    if vecs is not None and new_ids:
-                        vectors.insert_embeddings(self.conn, self.embedder, new_ids, new_vecs)
-                    self.conn.executemany(
-                        "INSERT OR IGNORE INTO entities (memory_id, entity) VALUES (?, ?)", ents
-                    )
-                    context.refresh(self.conn, context.around(self.conn, in_sessions))
+            for start in range(0, len(pending), batch):
+                try:
+                    a, s = self._import_batch(pending[start : start + batch], now)
+                except (sqlite3.DatabaseError, IntegrityError) as e:
+                    if not added:
+                        raise
+                    err = e if isinstance(e, IntegrityError) else db.database_error(self.path, e)
+                    raise IntegrityError(
+                        f"{err}; {added} of {len(pending)} memories were imported before this: re-run the "
+                        "import to add the rest (duplicates are skipped)"
+                    ) from e
+                added, skipped = added + a, skipped + s
         return {"added": added, "skipped": skipped}
+
+    def _import_batch(self, pending: list[tuple[Any, ...]], now: float) -> tuple[int, int]:
+        """Insert checked rows in one transaction; returns (added, skipped as duplicates)."""
+        added = skipped = 0
+        vecs = self._encode([p[1] for p in pending]) if self.embedder.dense else None
+        with db.transaction(self.conn, busy_timeout=self.busy_timeout):
+            for ag in {p[4] for p in pending}:
+                trust.ensure_agent(self.conn, ag, now)
+            new_ids, new_vecs, ents, in_sessions = [], [], [], []
+            for k, p in enumerate(pending):
+                cur = self.conn.execute(_INSERT, p)
+                if cur.rowcount:
+                    added += 1
+                    new_ids.append(int(cur.lastrowid or 0))
+                    if p[5]:
+                        in_sessions.append(new_ids[-1])
+                    ents += [(new_ids[-1], e) for e in T.entities(p[1])]
+                    if vecs is not None:
+                        new_vecs.append(vecs[k])
+                else:
+                    skipped += 1
+            if vecs is not None and new_ids:
+                vectors.insert_embeddings(self.conn, self.embedder, new_ids, new_vecs)
+            self.conn.executemany("INSERT OR IGNORE INTO entities (memory_id, entity) VALUES (?, ?)", ents)
+            context.refresh(self.conn, context.around(self.conn, in_sessions))
+        return added, skipped

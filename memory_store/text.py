@@ -47,7 +47,19 @@ _CREDENTIAL = re.compile(
     r"|\bxox[abpr]-[A-Za-z0-9-]{10,}|(?:password|passwd|secret|api[_-]?key|token)\s*[:=]\s*\S{6,}",
     re.IGNORECASE,
 )
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _ENTITY = re.compile(r"\b(?:[A-Z][\w-]*(?:\s+[A-Z][\w-]*)*|[\w-]*\d[\w.-]*|[a-z]+(?:[_./][a-z0-9]+)+)\b")
+
+
+def is_unicode(text: str) -> bool:
+    """False for text with lone surrogates (undecodable argv bytes, `"\\ud800"` in JSON): UTF-8 cannot hold it,
+    so SQLite would fail on it mid-write."""
+    return _SURROGATE.search(text) is None
+
+
+def drop_surrogates(text: str) -> str:
+    """`text` without lone surrogates: a query may be cleaned, as it only ranks (writes refuse them instead)."""
+    return _SURROGATE.sub("", text)
 
 
 def normalize(text: str) -> str:

@@ -70,6 +70,9 @@ def test_trust_signals_flow_through_mcp(tmp_path, protect_home):
             assert "error" in await call(c, "remember", content="")
             assert "error" in await call(c, "recall", query="x", limit=10_000)
             assert "error" in await call(c, "related", memory_id=424242)
+            for tool in ("related", "forget"):  # beyond SQLite's integers: a validation error, one line
+                huge = await call(c, tool, memory_id=10**30)
+                assert "less than or equal to 9223372036854775807" in huge["error"]
             assert "error" in await call(c, "remember", content="ok", namespace="bad name!")
             assert (await call(c, "list_recent"))["memories"][0]["id"] == 1
             assert (await call(c, "related", memory_id=1))["memories"] == []
