@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -140,3 +142,155 @@ def test_cli_bad_captions_one_line(tmp_path, content, message):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(message), result.output
     assert not (tmp_path / "n.npz").exists()
+
+
+def _noise(delta, files=("cat/p0.png", "cat/p1.png", "dog/p2.png"), **meta):
+    delta = np.asarray(delta, np.float32)
+    return NoiseSet(delta=delta, captions=[f"c{i}" for i in range(len(delta))], files=list(files), meta=meta)
+
+
+def _apply(tmp_path, noise_path, src, *extra, out="out"):
+    return CliRunner().invoke(
+        cli, ["t2ue", "apply", str(noise_path), str(src), "--out", str(tmp_path / out), *extra]
+    )
+
+
+def _one_line_error(result):
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit), result.output
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    return lines[0]
+
+
+def _images_in(folder):
+    return sorted(p.name for p in folder.rglob("*.png")) if folder.exists() else []
+
+
+@pytest.mark.parametrize(
+    "value,meta_eps,cap,message",
+    [
+        (0.5, 0.5, None, "exceeds the cap"),  # the file's own bound is not trusted
+        (0.5, None, None, "up to 127.50/255, above the cap"),
+        (2 / 255, 1.0, None, "bound 255.00/255 exceeds the cap"),  # an honest delta, a lying bound
+        (8 / 255, 8 / 255, "2/255", "exceeds the cap --epsilon 2.00/255"),
+    ],
+)
+def test_apply_refuses_noise_above_the_local_cap(photos, tmp_path, value, meta_eps, cap, message):
+    meta = {} if meta_eps is None else {"eps": meta_eps}
+    _noise(np.full((3, 16, 16, 3), value), **meta).save(tmp_path / "n.npz")
+    before = _digest(photos)
+    result = _apply(tmp_path, tmp_path / "n.npz", photos, *(["--epsilon", cap] if cap else []))
+    assert result.exit_code == 2 and message in _one_line_error(result)
+    assert _images_in(tmp_path / "out") == [] and _digest(photos) == before
+    with pytest.raises(ConfigError, match="exceeds the cap|above the cap"):
+        apply_noise(
+            tmp_path / "n.npz", photos, tmp_path / "lib", eps=float(Fraction(cap)) if cap else 8 / 255
+        )
+
+
+def test_apply_with_a_raised_cap_accepts_larger_noise(photos, tmp_path):
+    _noise(np.full((3, 16, 16, 3), 16 / 255), eps=16 / 255).save(tmp_path / "n.npz")
+    result = _apply(tmp_path, tmp_path / "n.npz", photos, "--epsilon", "16/255")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "out" / "protect-report.json").read_text())
+    assert max(r["linf"] for r in report["images"]) == 16
+
+
+def test_saved_change_stays_within_the_cap_after_rounding():
+    rng = np.random.default_rng(4)
+    pixels = rng.integers(20, 230, (16, 16, 3), dtype=np.uint8)
+    delta = rng.choice([-0.03, 0.03], size=(16, 16, 3)).astype(np.float32)  # 0.03 = 7.65/255
+    change = np.abs(add_noise(pixels, delta, 0.03).astype(int) - pixels.astype(int))
+    assert change.max() == 7  # rounding 7.65 up to 8 would exceed the cap
+
+
+def test_apply_refuses_non_finite_noise(photos, tmp_path):
+    delta = np.full((3, 16, 16, 3), 4 / 255, np.float32)
+    delta[1, 3, 4, 0] = np.nan
+    _noise(delta, eps=8 / 255).save(tmp_path / "n.npz")
+    result = _apply(tmp_path, tmp_path / "n.npz", photos)
+    assert "NaN" in _one_line_error(result)
+    assert _images_in(tmp_path / "out") == []
+    with pytest.raises(IntegrityError, match="NaN"):
+        add_noise(np.zeros((4, 4, 3), np.uint8), np.full((4, 4, 3), np.inf, np.float32), 8 / 255)
+
+
+def test_apply_bad_noise_files_are_one_line(photos, tmp_path):
+    good = tmp_path / "good.npz"
+    _noise(np.full((3, 16, 16, 3), 4 / 255), eps=8 / 255).save(good)
+    (tmp_path / "trunc.npz").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    (tmp_path / "empty.npz").write_bytes(b"")
+    np.savez(tmp_path / "text_eps.npz", delta=np.zeros((3, 16, 16, 3), np.float32), meta_eps=np.array("big"))
+    np.savez(tmp_path / "zero_h.npz", delta=np.zeros((3, 0, 16, 3), np.float32))
+    for name, message in [
+        ("trunc.npz", "cannot read noise file"),
+        ("empty.npz", "cannot read noise file"),
+        ("text_eps.npz", "meta_eps is not a number"),
+        ("zero_h.npz", "N, H, W > 0"),
+    ]:
+        result = _apply(tmp_path, tmp_path / name, photos, out=f"out-{name}")
+        assert message in _one_line_error(result), name
+
+
+def test_resume_refuses_regenerated_noise_and_another_cap(photos, tmp_path):
+    rng = np.random.default_rng(5)
+    first = rng.uniform(-4 / 255, 4 / 255, (3, 16, 16, 3))
+    _noise(first, eps=8 / 255).save(tmp_path / "n.npz")
+    assert _apply(tmp_path, tmp_path / "n.npz", photos).exit_code == 0
+    assert _apply(tmp_path, tmp_path / "n.npz", photos, "--resume").exit_code == 0
+    _noise(-first, eps=8 / 255).save(tmp_path / "n.npz")  # same path, other noise
+    result = _apply(tmp_path, tmp_path / "n.npz", photos, "--resume")
+    assert result.exit_code == 2 and "noise_sha256" in _one_line_error(result)
+    _noise(first, eps=8 / 255).save(tmp_path / "n.npz")
+    result = _apply(tmp_path, tmp_path / "n.npz", photos, "--resume", "--epsilon", "10/255")
+    assert result.exit_code == 2 and "epsilon" in _one_line_error(result)
+
+
+def test_resized_noise_is_noted_per_image_and_warned(photos, tmp_path):
+    _noise(np.full((3, 16, 16, 3), 4 / 255), eps=8 / 255).save(tmp_path / "n.npz")
+    result = _apply(tmp_path, tmp_path / "n.npz", photos)
+    assert result.exit_code == 0, result.output
+    assert "resized to fit 2 image(s)" in result.stderr
+    notes = {
+        r["file"]: r.get("note")
+        for r in json.loads((tmp_path / "out" / "protect-report.json").read_text())["images"]
+    }
+    assert notes == {
+        "cat/p0.png": "noise 16x16 resized to 20x24",
+        "cat/p1.png": None,
+        "dog/p2.png": "noise 16x16 resized to 32x30",
+    }
+
+
+def test_captions_row_with_an_unquoted_comma_is_refused(tmp_path):
+    path = _write(tmp_path / "c.csv", "file,caption\nimg0.png,a cat\nimg1.png,a dog,extra\n")
+    with pytest.raises(ConfigError, match=r"line 3: 3 fields, expected 2; .*quoted"):
+        read_captions(path)
+    quoted = read_captions(_write(tmp_path / "q.csv", 'file,caption\nimg1.png,"a dog, extra"\n'))
+    assert quoted.captions == ["a dog, extra"]
+
+
+def test_caption_file_paths_are_normalised(tmp_path, photos):
+    table = read_captions(
+        _write(tmp_path / "c.csv", "file,caption\n./a.png,x\nsub\\b.png,y\n./c/./d.png,z\n")
+    )
+    assert table.files == ["a.png", "sub/b.png", "c/d.png"]
+    for text, message in [
+        ("./a.png,x\na.png,y\n", "'a.png' is listed more than once"),
+        ("/etc/a.png,x\n", "line 2: file '/etc/a.png' is an absolute path"),
+        ("C:\\a.png,x\n", "absolute path"),
+        ("sub/../../a.png,x\n", "line 2: .*outside the image folder"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            read_captions(_write(tmp_path / "bad.csv", "file,caption\n" + text))
+    # noise files written elsewhere are matched the same way
+    files = ["./cat/p0.png", "cat\\p1.png", "dog/p2.png"]
+    _noise(np.full((3, 16, 16, 3), 4 / 255), files=files, eps=8 / 255).save(tmp_path / "n.npz")
+    assert apply_noise(tmp_path / "n.npz", photos, tmp_path / "out") == 0
+    report = json.loads((tmp_path / "out" / "protect-report.json").read_text())
+    assert len(report["images"]) == 3 and not report["skipped"]
+
+
+def test_captions_path_that_is_a_folder(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read captions file"):
+        read_captions(tmp_path)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import inspect
+import json
 import shutil
 
 import numpy as np
 import pytest
 import torch
 
+from protect.errors import ConfigError, IntegrityError
 from unlearnable.t2ue import generate_noise
 from unlearnable.t2ue.generator import GeneratorConfig, create_generator, load_generator, save_generator
 from unlearnable.t2ue.pipeline import NoiseGenPipeline, class_captions, parse_size
@@ -156,3 +158,100 @@ def test_unet_pooled_text_conditions_every_block_only_when_configured():
         with torch.no_grad():
             changed = (g(emb_a, z, states) - g(emb_b, z, states)).abs().max().item()
         assert (changed > 1e-4) == bool(pooled_dim), (pooled_dim, changed)
+
+
+def _noise_cli(generator, tmp_path, *extra, size="16x16", out=None):
+    from click.testing import CliRunner
+
+    from protect.cli import cli
+
+    (tmp_path / "c.csv").write_text("file,caption\na.png,a red square\nb.png,a dog\n", encoding="utf-8")
+    out = out or tmp_path / "n.npz"
+    args = ["t2ue", "noise", str(tmp_path / "c.csv"), "--generator", str(generator), "--size", size]
+    return CliRunner().invoke(cli, [*args, "--out", str(out), *extra])
+
+
+def _one_line_error(result):
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit), result.output
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    return lines[0]
+
+
+def test_non_finite_generator_weights_are_an_error_not_noise(gen_dir, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    bad = tmp_path / "gen"
+    shutil.copytree(gen_dir, bad)
+    state = load_file(str(bad / "model.safetensors"))
+    state["out.bias"] = torch.full_like(state["out.bias"], float("nan"))
+    save_file(state, str(bad / "model.safetensors"))
+    with pytest.raises(IntegrityError, match="NaN or infinite"):
+        generate_noise(CAPTIONS, generator=bad, size=(16, 16))
+    assert "NaN or infinite" in _one_line_error(_noise_cli(bad, tmp_path))
+    assert not (tmp_path / "n.npz").exists()
+
+
+def _corrupt(kind, folder):
+    weights, sur = folder / "model.safetensors", folder / "surrogate" / "model.safetensors"
+    if kind == "truncated weights":
+        weights.write_bytes(weights.read_bytes()[:100])
+    elif kind == "empty weights":
+        weights.write_bytes(b"")
+    elif kind == "truncated surrogate":
+        sur.write_bytes(sur.read_bytes()[: sur.stat().st_size // 2])
+    elif kind == "config is a list":
+        (folder / "config.json").write_text("[1, 2]")
+    elif kind == "surrogate config is a list":
+        (folder / "surrogate" / "config.json").write_text("[1, 2]")
+    elif kind == "config does not match weights":
+        config = json.loads((folder / "config.json").read_text())
+        config["generator"]["ngf"] = 4
+        (folder / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize(
+    "kind,message",
+    [
+        ("truncated weights", "cannot load"),
+        ("empty weights", "cannot load"),
+        ("truncated surrogate", "cannot read"),
+        ("config is a list", "must hold a JSON object"),
+        ("surrogate config is a list", "cannot read the CLIP"),
+        ("config does not match weights", "size mismatch"),
+    ],
+)
+def test_corrupt_generator_folders_are_one_line(gen_dir, tmp_path, kind, message):
+    bad = tmp_path / "gen"
+    shutil.copytree(gen_dir, bad)
+    _corrupt(kind, bad)
+    line = _one_line_error(_noise_cli(bad, tmp_path))
+    assert message in line and len(line) < 400, line
+    assert not (tmp_path / "n.npz").exists()
+
+
+def test_noise_size_and_out_are_checked(gen_dir, tmp_path):
+    for size in ("100000x100000", "4x4", "8x5000"):
+        assert "8 to 4096 pixels per side" in _one_line_error(_noise_cli(gen_dir, tmp_path, size=size))
+    assert parse_size("8x4096") == (8, 4096)
+    with pytest.raises(ConfigError, match="GiB"):
+        NoiseGenPipeline.from_pretrained(gen_dir)(["a dog"] * 100, size=(4096, 4096))
+    (tmp_path / "d.npz").mkdir()
+    assert "existing folder" in _one_line_error(_noise_cli(gen_dir, tmp_path, out=tmp_path / "d.npz"))
+
+
+def test_protect_images_t2ue_epsilon_is_the_cap(gen_dir, tmp_path):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from protect.cli import cli
+
+    src = tmp_path / "photos"
+    src.mkdir()
+    Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(src / "0.png")
+    (tmp_path / "captions.csv").write_text("file,caption\n0.png,a red square\n")
+    args = ["images", str(src), "--method", "t2ue", "--generator", str(gen_dir),
+            "--captions", str(tmp_path / "captions.csv")]  # fmt: skip
+    res = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "out"), "--epsilon", "2/255"])
+    assert res.exit_code == 2 and "exceeds the cap --epsilon 2.00/255" in _one_line_error(res)
+    assert not list((tmp_path / "out").glob("*.png"))

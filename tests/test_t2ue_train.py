@@ -141,3 +141,25 @@ def test_unet_ablation_trains_and_generates(tmp_path):
         ["scene number 1", "a new caption"], generator=tmp_path / "gen", size=(16, 16), seed=0
     )
     assert delta.shape == (2, 16, 16, 3) and 0 < np.abs(delta).max() <= 8 / 255 + 1e-7
+
+
+def test_train_refuses_unusable_arguments_before_training(tmp_path):
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 256, (4, 20, 20, 3), dtype=np.uint8)
+    np.savez(tmp_path / "pairs.npz", x=x, captions=np.array(["a cat", "a dog", "a car", "a cup"]))
+    (tmp_path / "afile").write_text("not a folder")
+    base = ["t2ue", "train", str(tmp_path / "pairs.npz"), "--epochs", "1", "--clip-epochs", "1"]
+    base += ["--device", "cpu"]
+    cases = [
+        (["--out", str(tmp_path / "afile"), "--size", "16"], "exists and is not a folder"),
+        (["--out", str(tmp_path / "g1"), "--size", "16", "--lr", "nan"], "must be a positive number"),
+        (["--out", str(tmp_path / "g2"), "--size", "16", "--lr", "inf"], "must be a positive number"),
+        (["--out", str(tmp_path / "g3"), "--size", "16", "--lr", "-1"], "not in the range x>0"),
+        (["--out", str(tmp_path / "g4"), "--size", "20"], "power of two >= 8, got 10"),
+    ]
+    for args, message in cases:
+        res = CliRunner().invoke(cli, [*base, *args])
+        assert res.exit_code == 2 and message in res.output, (args, res.output)
+        assert isinstance(res.exception, SystemExit), res.output
+    assert (tmp_path / "afile").read_text() == "not a folder"
+    assert not any((tmp_path / f"g{i}").exists() for i in range(1, 5))  # no half-built generator folder

@@ -35,7 +35,7 @@ from unlearnable.surrogates import check_surrogate
     help="beo: Bayes-error optimisation; em / em-class: error-minimising noise; adv: targeted adversarial "
     "poison; t2ue: noise from captions.",
 )
-@epsilon_option("L-infinity bound per pixel (t2ue: set when training the generator).")
+@epsilon_option("L-infinity bound per pixel (t2ue: the cap the generator's noise must stay within).")
 @click.option(
     "--labels",
     type=click.Choice(LABEL_MODES),
@@ -125,10 +125,10 @@ def images(
     check_destination(src, dst)
     options = WriteOptions(fmt=fmt, quality=quality, keep_exif=keep_exif, resume=resume)
     if dry_run and method == "t2ue":
-        _dry_run(src, dst, "method t2ue, epsilon set by the generator")
+        _dry_run(src, dst, f"method t2ue, epsilon cap {round(epsilon * 255)}/255")
         return
     if method == "t2ue":
-        job = _t2ue(src, dst, generator, captions, seed, device, options)
+        job = _t2ue(src, dst, generator, captions, seed, device, epsilon, options)
         status = job.finish()
         _summary(job)
         raise SystemExit(status)
@@ -217,6 +217,7 @@ def _t2ue(
     captions: Path | None,
     seed: int,
     device: str,
+    epsilon: float,
     options: WriteOptions,
 ):
     if generator is None or captions is None:
@@ -224,5 +225,12 @@ def _t2ue(
     from unlearnable.t2ue import shortcut
 
     return shortcut(
-        src, dst, generator=generator, captions=captions, seed=seed, device=device, options=options
+        src,
+        dst,
+        generator=generator,
+        captions=captions,
+        seed=seed,
+        device=device,
+        eps=epsilon,
+        options=options,
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from protect.batch import CopyJob, WriteOptions
-from unlearnable.t2ue.apply import NoiseSet, add_noise, apply_noise, write_protected
+from unlearnable.t2ue.apply import DEFAULT_CAP, NoiseSet, add_noise, apply_noise, write_protected
 from unlearnable.t2ue.data import CaptionTable, read_captions
 from unlearnable.t2ue.pipeline import NoiseGenPipeline, class_captions, generate_noise, parse_size
 
@@ -81,12 +81,14 @@ def shortcut(
     captions: str | Path,
     seed: int = 0,
     device: str = "cpu",
+    eps: float = DEFAULT_CAP,
     options: WriteOptions | None = None,
 ) -> CopyJob:
     """`protect images SRC --method t2ue`: noise from the captions CSV (never the images), then the local apply step.
 
     Folder sources are matched by the CSV's `file` column; `.npz` sources by row order. Noise is generated at the
-    generator's native size and resized per image. Returns the job; its `finish()` writes the reports.
+    generator's native size and resized per image. `eps` caps the change per pixel, as in `protect t2ue apply`: a
+    generator trained with a larger bound is refused. Returns the job; its `finish()` writes the reports.
     """
     table = read_captions(captions, require_file=not str(src).endswith(".npz"))
     pipe = NoiseGenPipeline.from_pretrained(generator, device=device)
@@ -97,4 +99,4 @@ def shortcut(
     if str(src).endswith(".npz"):
         noise.files = None
     settings = {"generator": str(generator), "captions": str(captions), "seed": seed}
-    return write_protected(noise, src, dst, options=options, settings=settings)
+    return write_protected(noise, src, dst, eps=eps, options=options, settings=settings)

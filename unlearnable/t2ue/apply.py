@@ -4,11 +4,16 @@ Noise files (`protect t2ue noise`) are `.npz` archives: `delta` float32 (M, H, W
 `captions` (M), and either `files` (M paths relative to the image folder, from the captions CSV) or `classes`
 (M class names, class-wise noise applied by label). Writing goes through `protect.batch.CopyJob`, so outputs,
 reports, `--resume` and the never-touch-originals rule are exactly those of `protect images`.
+
+Under zero contact the noise file may come from someone else, so its own bound is never trusted: applying checks it
+against a local cap (`--epsilon`, default 8/255) and refuses non-finite noise.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +26,11 @@ from protect.batch import CopyJob, WriteOptions
 from protect.errors import ConfigError, IntegrityError
 from protect.imageio import find_images
 from protect.paths import atomic_path
+from unlearnable.t2ue.data import clean_file_name
+
+DEFAULT_CAP = 8 / 255
+#: float32 slack when comparing a bound with the cap ([0, 1] units; 1e-6 is 0.0003 of one 8-bit level)
+TOLERANCE = 1e-6
 
 
 @dataclass
@@ -34,6 +44,9 @@ class NoiseSet:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        shape = tuple(self.delta.shape)
+        if len(shape) != 4 or shape[-1] != 3 or 0 in shape:
+            raise IntegrityError(f"noise 'delta' must have shape (N, H, W, 3) with N, H, W > 0, got {shape}")
         for name in ("captions", "files", "classes"):
             values = getattr(self, name)
             if values and len(values) != len(self.delta):
@@ -63,11 +76,17 @@ class NoiseSet:
         try:
             with np.load(path, allow_pickle=False) as d:
                 arrays = {k: d[k] for k in d.files}
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"cannot read noise file {path}: {e}") from e
-        if "delta" not in arrays or arrays["delta"].ndim != 4 or arrays["delta"].shape[-1] != 3:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise IntegrityError(f"cannot read noise file {path} (truncated or not an .npz?): {e}") from e
+        delta = arrays.get("delta")
+        if delta is None or delta.ndim != 4 or delta.shape[-1] != 3:
             raise IntegrityError(f"{path} is not a T2UE noise file (needs 'delta' of shape (N, H, W, 3))")
-        names = lambda k: [str(v) for v in arrays[k]] if k in arrays else None  # noqa: E731
+        if not (np.issubdtype(delta.dtype, np.floating) or np.issubdtype(delta.dtype, np.integer)):
+            raise IntegrityError(f"{path}: 'delta' must be numbers, got dtype {delta.dtype}")
+        bad_meta = [k for k in arrays if k.startswith("meta_") and arrays[k].size != 1]
+        if bad_meta:
+            raise IntegrityError(f"{path}: {bad_meta[0]} must hold a single value")
+        names = lambda k: [str(v) for v in arrays[k].reshape(-1)] if k in arrays else None  # noqa: E731
         meta = {k[5:]: arrays[k].item() for k in arrays if k.startswith("meta_")}
         return cls(
             delta=arrays["delta"].astype(np.float32),
@@ -79,7 +98,18 @@ class NoiseSet:
 
 
 def add_noise(pixels: np.ndarray, delta: np.ndarray, eps: float) -> np.ndarray:
-    """uint8 HxWxC + delta ([0, 1] units, resized to fit) -> clipped, rounded uint8; checks the 8-bit bound."""
+    """uint8 HxWxC + delta ([0, 1] units, resized to fit) -> uint8 whose change is at most floor(eps * 255).
+
+    Refuses delta that is non-finite or exceeds eps; rounding to 8 bits is clipped to the cap, so a saved copy never
+    changes more than eps allows (e.g. eps 0.03 = 7.65/255 gives at most 7, not a rounded-up 8).
+    """
+    if not np.isfinite(delta).all():
+        raise IntegrityError("the noise contains NaN or infinite values; regenerate it")
+    largest = float(np.abs(delta).max(initial=0.0))
+    if largest > eps + TOLERANCE:
+        raise IntegrityError(
+            f"perturbation of {largest * 255:.2f}/255 exceeds the bound {eps * 255:.2f}/255; the noise is invalid"
+        )
     h, w, c = pixels.shape
     if delta.shape[:2] != (h, w):  # bilinear = convex combination, so the bound survives resizing
         t = torch.from_numpy(np.ascontiguousarray(delta)).permute(2, 0, 1)[None]
@@ -88,14 +118,60 @@ def add_noise(pixels: np.ndarray, delta: np.ndarray, eps: float) -> np.ndarray:
         )
     if c == 1:
         delta = delta.mean(axis=2, keepdims=True)
-    out = np.clip(np.rint(pixels.astype(np.float32) + delta * 255.0), 0, 255).astype(np.uint8)
-    bound = math.ceil(eps * 255 - 1e-6)
-    change = int(np.abs(out.astype(np.int16) - pixels.astype(np.int16)).max(initial=0))
-    if change > bound:
-        raise IntegrityError(
-            f"perturbation of {change}/255 exceeds the bound {bound}/255; the noise file is invalid"
+    level = cap_levels(eps)
+    change = np.clip(np.rint(delta * 255.0), -level, level).astype(np.int16)
+    return np.clip(pixels.astype(np.int16) + change, 0, 255).astype(np.uint8)
+
+
+def cap_levels(eps: float) -> int:
+    """The largest whole 8-bit change within eps (8/255 -> 8, 0.03 -> 7)."""
+    return math.floor(eps * 255 + TOLERANCE * 255)
+
+
+def check_noise(noise: NoiseSet, cap: float) -> None:
+    """Refuse noise that is non-finite, claims a bound above `cap`, or actually exceeds it (one line each).
+
+    The noise may have been generated by someone else, so neither its `meta_eps` nor its values are trusted.
+    """
+    if not (isinstance(cap, (int, float)) and math.isfinite(cap) and 0 < cap <= 1):
+        raise ConfigError(f"the epsilon cap must lie in (0, 1], got {cap!r}")
+    if not np.isfinite(noise.delta).all():
+        raise IntegrityError("the noise file contains NaN or infinite values; regenerate it")
+    claimed = noise.meta.get("eps")
+    if claimed is not None:
+        try:
+            claimed = float(claimed)
+        except (TypeError, ValueError):
+            raise IntegrityError(f"the noise file's bound meta_eps is not a number: {claimed!r}") from None
+        if not (math.isfinite(claimed) and claimed > 0):
+            raise IntegrityError(f"the noise file's bound meta_eps must be a positive number, got {claimed}")
+        if claimed > cap + TOLERANCE:
+            raise ConfigError(
+                f"the noise file's bound {claimed * 255:.2f}/255 exceeds the cap --epsilon {cap * 255:.2f}/255; "
+                "refusing it (raise --epsilon only if you trust where the noise came from)"
+            )
+    largest = float(np.abs(noise.delta).max(initial=0.0))
+    if largest > cap + TOLERANCE:
+        raise ConfigError(
+            f"the noise changes pixels by up to {largest * 255:.2f}/255, above the cap --epsilon "
+            f"{cap * 255:.2f}/255; refusing it"
         )
-    return out
+
+
+def noise_digest(noise: NoiseSet) -> str:
+    """SHA-256 of the perturbations and what they match on, so `--resume` notices a regenerated noise file."""
+    h = hashlib.sha256(np.ascontiguousarray(noise.delta, dtype=np.float32).tobytes())
+    h.update(repr(tuple(noise.delta.shape)).encode())
+    for names in (noise.files, noise.classes):
+        h.update(b"\x00".join(n.encode() for n in names or []) + b"\x01")
+    return h.hexdigest()
+
+
+def resize_note(delta: np.ndarray, pixels: np.ndarray) -> str | None:
+    """A report note when the noise had to be resized to the image (it was generated at another size)."""
+    if tuple(delta.shape[:2]) == tuple(pixels.shape[:2]):
+        return None
+    return f"noise {delta.shape[0]}x{delta.shape[1]} resized to {pixels.shape[0]}x{pixels.shape[1]}"
 
 
 def _as_noise(noise: str | Path | np.ndarray | NoiseSet) -> NoiseSet:
@@ -111,11 +187,12 @@ def apply_noise(
     src: str | Path,
     dst: str | Path,
     *,
+    eps: float = DEFAULT_CAP,
     options: WriteOptions | None = None,
     settings: dict[str, Any] | None = None,
 ) -> int:
     """Add noise to a folder or `.npz` of images, write protected copies and reports; returns the exit status (0/2)."""
-    return write_protected(noise_npz_or_array, src, dst, options=options, settings=settings).finish()
+    return write_protected(noise_npz_or_array, src, dst, eps=eps, options=options, settings=settings).finish()
 
 
 def write_protected(
@@ -123,29 +200,35 @@ def write_protected(
     src: str | Path,
     dst: str | Path,
     *,
+    eps: float = DEFAULT_CAP,
     options: WriteOptions | None = None,
     settings: dict[str, Any] | None = None,
 ) -> CopyJob:
     """Write the protected copies; the caller calls `finish()` on the returned job (reports, exit status).
 
+    `eps` is the local cap: noise whose bound or values exceed it is refused before anything is written.
     Matching: class-wise noise (`classes`) by label (the image's top folder, or `y` of an `.npz`); noise with `files`
     by relative path; otherwise by position (sorted folder order, or `.npz` order), which needs equal counts.
-    Every saved copy satisfies max |saved - original| <= ceil(eps * 255) for lossless formats.
+    Every saved copy satisfies max |saved - original| <= floor(eps * 255) for lossless formats; noise resized to an
+    image is noted in that image's report row.
     """
     noise = _as_noise(noise_npz_or_array)
-    eps = noise.eps
+    check_noise(noise, eps)
     job = CopyJob(
         Path(src),
         Path(dst),
-        settings={"method": "t2ue", "epsilon": eps, **(settings or {})},
+        settings={"method": "t2ue", "epsilon": eps, "noise_sha256": noise_digest(noise), **(settings or {})},
         options=options or WriteOptions(),
     )
     if job.is_npz:
         data = job.load_dataset()
         deltas = _npz_deltas(noise, data.y, data.extras.get("classes"), len(data.x))
         job.write_dataset(data, np.stack([add_noise(x, d, eps) for x, d in zip(data.x, deltas, strict=True)]))
+        for row, x, d in zip(job.rows, data.x, deltas, strict=True):
+            if note := resize_note(d, x):
+                row["note"] = note
         return job
-    by_file = dict(zip(noise.files, noise.delta, strict=True)) if noise.files else None
+    by_file = _by_file(noise)
     by_class = dict(zip(noise.classes, noise.delta, strict=True)) if noise.classes else None
     order = None
     if by_file is None and by_class is None:
@@ -171,8 +254,21 @@ def write_protected(
         if delta is None:
             job.skip(path, missing)
             continue
-        job.write(picture, add_noise(picture.pixels, delta, eps))
+        notes = [picture.meta.get("note"), resize_note(delta, picture.pixels)]
+        extra = {"note": "; ".join(n for n in notes if n)} if notes[1] else {}
+        job.write(picture, add_noise(picture.pixels, delta, eps), **extra)
     return job
+
+
+def _by_file(noise: NoiseSet) -> dict[str, np.ndarray] | None:
+    """Noise by normalised relative path; two entries for one file would silently drop one, so that is refused."""
+    if not noise.files:
+        return None
+    names = [clean_file_name(f) for f in noise.files]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise IntegrityError(f"the noise file lists {dup!r} more than once")
+    return dict(zip(names, noise.delta, strict=True))
 
 
 def _npz_deltas(noise: NoiseSet, y: np.ndarray | None, data_classes: np.ndarray | None, n: int) -> np.ndarray:

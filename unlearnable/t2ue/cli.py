@@ -62,7 +62,11 @@ def t2ue() -> None:
     "--gen-size", type=click.IntRange(8), default=None, help="Generator resolution (default: half of --size)."
 )
 @click.option(
-    "--lr", type=float, default=3e-3, show_default=True, help="Generator learning rate (AdamW, cosine)."
+    "--lr",
+    type=click.FloatRange(0, min_open=True),
+    default=3e-3,
+    show_default=True,
+    help="Generator learning rate (AdamW, cosine).",
 )
 @device_options
 def train(
@@ -155,6 +159,8 @@ def noise(
         raise click.UsageError("give either CAPTIONS.csv or --classes NAMES")
     if not str(out).endswith(".npz"):
         raise ConfigError(f"--out must end in .npz, got {out}")
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is an existing folder; give a .npz file path")
     if classes is not None:
         names = [c.strip() for c in classes.split(",")]
         result = classwise_noise(
@@ -179,13 +185,24 @@ def noise(
     type=click.Path(path_type=Path),
     help="Destination folder (or .npz for an .npz source); must lie outside SRC.",
 )
+@epsilon_option(
+    "Largest change per pixel to allow: noise claiming or making more is refused (its own bound is not trusted)."
+)
 @write_options
 def apply(
-    noise_file: Path, src: Path, dst: Path, fmt: str, quality: int, keep_exif: bool, resume: bool
+    noise_file: Path,
+    src: Path,
+    dst: Path,
+    epsilon: float,
+    fmt: str,
+    quality: int,
+    keep_exif: bool,
+    resume: bool,
 ) -> None:
     """Add the noise in NOISE.npz to the images in SRC locally and write protected copies to --out.
 
-    Adds, clips to [0, 255], rounds and reports exactly like `protect images`; originals are never modified.
+    Adds, clips to [0, 255], rounds and reports exactly like `protect images`; originals are never modified. Noise
+    whose bound exceeds --epsilon, or that is not finite, is refused before anything is written.
 
     \b
     Example:
@@ -194,7 +211,9 @@ def apply(
     from unlearnable.t2ue.apply import write_protected
 
     options = WriteOptions(fmt=fmt, quality=quality, keep_exif=keep_exif, resume=resume)
-    job = write_protected(noise_file, src, dst, options=options, settings={"noise": str(noise_file)})
+    job = write_protected(
+        noise_file, src, dst, eps=epsilon, options=options, settings={"noise": str(noise_file)}
+    )
     status = job.finish()
     if job.rows:
         click.echo(
@@ -205,4 +224,11 @@ def apply(
     click.echo(f"report: {job.report_dir / job.options.report_name}")
     if not job.rows:
         click.echo("nothing could be protected", err=True)
+    resized = sum(1 for r in job.rows if "resized to" in r.get("note", ""))
+    if resized:
+        click.echo(
+            f"warning: the noise was resized to fit {resized} image(s) (see 'note' in the report); generate it "
+            "at the images' size with --size for noise as trained",
+            err=True,
+        )
     raise SystemExit(status)

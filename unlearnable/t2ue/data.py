@@ -1,16 +1,19 @@
 """Caption files and image-caption pair sets for T2UE.
 
 A captions file is a UTF-8 CSV with a `caption` column and, when it describes files in a folder, a `file` column
-(paths relative to that folder). Training pairs are either a folder of images holding `captions.csv`, or an `.npz`
-with `x` (N,H,W,3 uint8) and `captions` (N strings). Every problem is reported as one line naming the row.
+(paths relative to that folder; `./a.png` and `sub\\a.png` are read as `a.png` and `sub/a.png`). A caption with a
+comma must be quoted (`a.png,"a dog, asleep"`): a row with extra fields is refused rather than cut short. Training
+pairs are either a folder of images holding `captions.csv`, or an `.npz` with `x` (N,H,W,3 uint8) and `captions`
+(N strings). Every problem is reported as one line naming the row.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
@@ -36,10 +39,15 @@ def read_captions(path: str | Path, *, require_file: bool = False) -> CaptionTab
         text = path.read_bytes().decode("utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(f"captions file {path} does not exist") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read captions file {path}: {e.strerror or e}") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path} is not UTF-8 text (byte {e.start}); save it as UTF-8 CSV") from None
     reader = csv.DictReader(io.StringIO(text))
-    fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+    try:
+        fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+    except csv.Error as e:
+        raise ConfigError(f"{path} is not a readable CSV: {e}") from None
     needed = ["file", "caption"] if require_file else ["caption"]
     missing = [c for c in needed if c not in fields]
     if missing:
@@ -48,22 +56,58 @@ def read_captions(path: str | Path, *, require_file: bool = False) -> CaptionTab
         )
     reader.fieldnames = fields
     captions, files = [], []
-    for row_no, row in enumerate(reader, start=2):
-        caption = (row.get("caption") or "").strip()
-        if not caption:
-            raise ConfigError(f"{path} line {row_no}: empty caption; every image needs a description")
-        captions.append(" ".join(caption.split()))
-        if "file" in fields:
-            name = (row.get("file") or "").strip()
-            if not name:
-                raise ConfigError(f"{path} line {row_no}: empty file name")
-            files.append(name)
+    try:
+        for row in reader:
+            captions.append(_row_caption(path, reader.line_num, row, len(fields)))
+            if "file" in fields:
+                name = (row.get("file") or "").strip()
+                if not name:
+                    raise ConfigError(f"{path} line {reader.line_num}: empty file name")
+                files.append(_row_file(path, reader.line_num, name))
+    except csv.Error as e:
+        raise ConfigError(f"{path} line {reader.line_num}: {e}") from None
     if not captions:
         raise ConfigError(f"{path} has no caption rows")
     if files and len(set(files)) != len(files):
         dup = next(f for f in files if files.count(f) > 1)
         raise ConfigError(f"{path}: file {dup!r} is listed more than once")
     return CaptionTable(captions=captions, files=files or None)
+
+
+def _row_caption(path: Path, line: int, row: dict, n_fields: int) -> str:
+    """One row's caption, whitespace collapsed; extra fields mean an unquoted comma cut the caption short."""
+    if None in row:
+        raise ConfigError(
+            f"{path} line {line}: {n_fields + len(row[None])} fields, expected {n_fields}; a caption "
+            'containing commas must be quoted ("a dog, asleep")'
+        )
+    caption = (row.get("caption") or "").strip()
+    if not caption:
+        raise ConfigError(f"{path} line {line}: empty caption; every image needs a description")
+    return " ".join(caption.split())
+
+
+def _row_file(path: Path, line: int, name: str) -> str:
+    try:
+        return clean_file_name(name)
+    except ConfigError as e:
+        raise ConfigError(f"{path} line {line}: {e}") from None
+
+
+def clean_file_name(name: str) -> str:
+    """A relative image path in POSIX form (`./a.png` -> `a.png`, `sub\\a.png` -> `sub/a.png`), as matched at apply time.
+
+    Absolute paths and `..` are refused: the file column names images inside the folder being protected.
+    """
+    posix = name.strip().replace("\\", "/")
+    parts = [p for p in PurePosixPath(posix).parts if p != "."]
+    if posix.startswith("/") or re.match(r"[A-Za-z]:(/|$)", posix):
+        raise ConfigError(f"file {name!r} is an absolute path; give it relative to the image folder")
+    if ".." in parts:
+        raise ConfigError(f"file {name!r} points outside the image folder ('..')")
+    if not parts:
+        raise ConfigError(f"file {name!r} is not a file name")
+    return "/".join(parts)
 
 
 def load_pairs(source: str | Path, *, size: int) -> tuple[np.ndarray, list[str]]:

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -244,6 +245,7 @@ def save_generator(
 
 
 def read_config(directory: str | Path) -> dict[str, Any]:
+    """The generator folder's `config.json` as a dict (missing, unreadable or not an object: one clear error)."""
     path = Path(directory) / CONFIG_NAME
     if not path.exists():
         raise ConfigError(
@@ -251,9 +253,12 @@ def read_config(directory: str | Path) -> dict[str, Any]:
             "`protect t2ue train`"
         )
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise IntegrityError(f"{path} is not valid JSON: {e}") from e
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise IntegrityError(f"{path} is not valid JSON: {one_line(e)}") from e
+    if not isinstance(config, dict):
+        raise IntegrityError(f"{path} must hold a JSON object, got {type(config).__name__}")
+    return config
 
 
 def load_generator(directory: str | Path) -> nn.Module:
@@ -266,6 +271,12 @@ def load_generator(directory: str | Path) -> nn.Module:
     generator = create_generator(config)
     try:
         generator.load_state_dict(load_file(str(Path(directory) / WEIGHTS_NAME)))
-    except (OSError, RuntimeError) as e:
-        raise IntegrityError(f"cannot load {directory}/{WEIGHTS_NAME}: {e}") from e
+    except (OSError, RuntimeError, SafetensorError) as e:
+        raise IntegrityError(f"cannot load {directory}/{WEIGHTS_NAME}: {one_line(e)}") from e
     return generator.eval()
+
+
+def one_line(error: BaseException, limit: int = 240) -> str:
+    """An exception's message on one line, cut to `limit` characters (state_dict errors run to hundreds of lines)."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -18,11 +18,13 @@ import torch
 import torch.nn.functional as F
 
 from protect.devices import resolve_device
-from protect.errors import ConfigError
+from protect.errors import ConfigError, IntegrityError
 from unlearnable.t2ue.generator import load_generator, read_config
 from unlearnable.t2ue.surrogate import Surrogate, load_clip, load_open_clip
 
 SURROGATE_DIR = "surrogate"
+MIN_SIDE, MAX_SIDE = 8, 4096  # noise is resized to each image at apply time, so larger sizes only cost memory
+MAX_NOISE_BYTES = 4 * 2**30
 ZMode = Literal["index", "caption"]
 CLASS_TEMPLATE = "a photo of a {}"
 
@@ -30,7 +32,11 @@ CLASS_TEMPLATE = "a photo of a {}"
 def load_surrogate(directory: str | Path, *, device: str | torch.device = "cpu") -> Surrogate:
     """The surrogate a generator folder was trained against (local copy, or open_clip by name from its cache)."""
     spec = read_config(directory).get("surrogate", {"source": "local"})
+    if not isinstance(spec, dict):
+        raise IntegrityError(f"{directory}/config.json: 'surrogate' must be an object, got {spec!r}")
     if spec.get("source") == "open_clip":
+        if not isinstance(spec.get("model"), str):
+            raise IntegrityError(f"{directory}/config.json: the open_clip surrogate has no 'model' name")
         return load_open_clip(spec["model"], spec.get("pretrained"), device=device).freeze()
     return load_clip(Path(directory) / SURROGATE_DIR, device=device).freeze()
 
@@ -82,7 +88,8 @@ class NoiseGenPipeline:
             raise ConfigError(f"z_mode must be 'index' or 'caption', got {z_mode!r}")
         device = self.surrogate.device
         native = self.generator.config.image_size
-        h, w = size or (native, native)
+        h, w = parse_size(size or (native, native))
+        check_noise_memory(len(captions), h, w)
         out = np.empty((len(captions), h, w, 3), dtype=np.float32)
         for start in range(0, len(captions), batch_size):
             chunk = captions[start : start + batch_size]
@@ -97,6 +104,12 @@ class NoiseGenPipeline:
             z = torch.stack([z_for(seed, k, self.generator.z_shape) for k in keys]).to(device)
             # 3. generate at the native size; bilinear resizing is a convex combination, so |delta| <= eps still holds
             delta = self.generator(emb, z, states, mask)
+            if not torch.isfinite(
+                delta
+            ).all():  # clamp lets NaN through: corrupt weights must not become noise
+                raise IntegrityError(
+                    "the generator produced NaN or infinite noise; its weights are corrupt, retrain it"
+                )
             if (h, w) != (native, native):
                 delta = F.interpolate(delta, size=(h, w), mode="bilinear", align_corners=False)
             out[start : start + len(chunk)] = (
@@ -126,7 +139,7 @@ def class_captions(class_names: Sequence[str], *, template: str = CLASS_TEMPLATE
 
 
 def parse_size(size: str | tuple[int, int]) -> tuple[int, int]:
-    """'HxW' (or an (H, W) pair) -> (H, W), both positive."""
+    """'HxW' (or an (H, W) pair) -> (H, W), each side in [MIN_SIDE, MAX_SIDE]."""
     if isinstance(size, str):
         try:
             h, w = (int(v) for v in size.lower().split("x"))
@@ -134,9 +147,22 @@ def parse_size(size: str | tuple[int, int]) -> tuple[int, int]:
             raise ConfigError(f"size must look like 32x32 (HxW), got {size!r}") from None
     else:
         h, w = size
-    if h <= 0 or w <= 0:
-        raise ConfigError(f"size must be positive, got {h}x{w}")
+    if not (MIN_SIDE <= h <= MAX_SIDE and MIN_SIDE <= w <= MAX_SIDE):
+        raise ConfigError(
+            f"size must be {MIN_SIDE} to {MAX_SIDE} pixels per side, got {h}x{w} (noise is resized to each "
+            "image when applied)"
+        )
     return int(h), int(w)
+
+
+def check_noise_memory(n: int, h: int, w: int) -> None:
+    """Refuse a request whose float32 noise would not fit comfortably in memory, before allocating it."""
+    need = n * h * w * 3 * 4
+    if need > MAX_NOISE_BYTES:
+        raise ConfigError(
+            f"{n} perturbation(s) of {h}x{w} need {need / 2**30:.1f} GiB (limit {MAX_NOISE_BYTES / 2**30:.0f} "
+            "GiB); use a smaller --size (noise is resized per image) or split the captions file"
+        )
 
 
 def generate_noise(

@@ -24,10 +24,12 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from protect.errors import ConfigError, IntegrityError, OfflineError
 from protect.paths import atomic_path, atomic_write_text
+from unlearnable.t2ue.generator import one_line
 
 log = logging.getLogger(__name__)
 
@@ -189,13 +191,18 @@ def load_clip(directory: str | Path, *, device: str | torch.device = "cpu") -> S
     try:
         config = json.loads(cfg_path.read_text(encoding="utf-8"))["clip"]
         state = load_file(str(w_path))
-    except (json.JSONDecodeError, KeyError, OSError, RuntimeError) as e:
-        raise IntegrityError(f"cannot read the CLIP in {directory}: {e}") from e
-    surrogate = create_clip(config, device="cpu")
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, OSError, RuntimeError) as e:
+        raise IntegrityError(f"cannot read the CLIP in {directory}: {one_line(e)}") from e
+    except SafetensorError as e:
+        raise IntegrityError(f"cannot read {w_path} (truncated?): {one_line(e)}") from e
+    try:
+        surrogate = create_clip(config, device="cpu")
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise IntegrityError(f"{cfg_path} has no valid 'clip' entry: {one_line(e)}") from e
     try:
         surrogate.model.load_state_dict(state)
     except RuntimeError as e:
-        raise IntegrityError(f"{w_path} does not match {cfg_path}: {e}") from e
+        raise IntegrityError(f"{w_path} does not match {cfg_path}: {one_line(e)}") from e
     surrogate.model.to(device).eval()
     return surrogate
 

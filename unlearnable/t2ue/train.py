@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -219,6 +220,8 @@ def train_t2ue(
     co-author's code resizes to the target too). `clip_config` / `generator_options` override the tiny CLIP config and
     `GeneratorConfig` fields (smaller models for tests, wider ones for real use).
     """
+    native = gen_size or max(8, image_size // 2)
+    check_train_args(out, lr=lr, native=native, eps=eps, arch=arch)
     dev = resolve_device(device)
     t0 = time.perf_counter()
     x, captions = load_pairs(pairs, size=image_size)
@@ -233,7 +236,6 @@ def train_t2ue(
         summary["surrogate_loss_history"] = train_clip(
             surrogate, x, captions, epochs=clip_epochs, batch_size=batch_size, seed=seed
         )
-        save_clip(surrogate, Path(out) / SURROGATE_DIR)
     else:
         surrogate = load_open_clip(clip, pretrained, device=dev)
     surrogate.freeze()
@@ -243,7 +245,6 @@ def train_t2ue(
             "text_dim": surrogate.token_states(surrogate.tokenize(["a"]))[0].shape[-1],
             "pooled_dim": dims["text_dim"],
         }
-    native = gen_size or max(8, image_size // 2)
     config = GeneratorConfig(
         arch=arch,
         image_size=native,
@@ -263,6 +264,8 @@ def train_t2ue(
         },
     )
     summary["seconds"] = round(time.perf_counter() - t0, 1)
+    if clip is None:  # saved only now, so a failed run leaves no half-built generator folder
+        save_clip(surrogate, Path(out) / SURROGATE_DIR)
     save_generator(
         generator,
         out,
@@ -281,6 +284,20 @@ def train_t2ue(
         },
     )
     return summary
+
+
+def check_train_args(out: str | Path, *, lr: float, native: int, eps: float, arch: str) -> None:
+    """Refuse unusable arguments before any (minutes-long) training starts."""
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder; choose a folder for the generator")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ConfigError(f"the learning rate must be a positive number, got {lr}")
+    if native < 8 or native & (native - 1):
+        raise ConfigError(
+            f"the generator size must be a power of two >= 8, got {native} (the default is half of --size; "
+            "pick --size 16, 32, 64, ... or set --gen-size)"
+        )
+    GeneratorConfig(arch=arch, image_size=native, eps=eps)  # arch and eps, with the generator's own messages
 
 
 def _tiny_config(image_size: int) -> dict[str, Any]:
