@@ -37,3 +37,12 @@ def _guarded_connect(self, address):
 def no_network(monkeypatch):
     """Any connection outside loopback fails loudly: tests never download."""
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A memory store on disk with the TF-IDF embedder (fast, no model files)."""
+    from memory_store.store import MemoryStore
+
+    with MemoryStore(tmp_path / "m.db", embedder="tfidf") as s:
+        yield s

@@ -20,12 +20,6 @@ TURNS = [
 SECRET = "Marrakesh-velvet-4412 was the code for the surprise party"
 
 
-@pytest.fixture
-def store(tmp_path):
-    with MemoryStore(tmp_path / "m.db", embedder="tfidf") as s:
-        yield s
-
-
 def chat(store, session="s1", agent="user", turns=TURNS):
     return [store.remember(t, session=session, agent=agent, namespace="chat").id for t in turns]
 

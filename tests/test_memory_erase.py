@@ -5,16 +5,9 @@ from __future__ import annotations
 import pytest
 
 from memory_store.erase import residue
-from memory_store.store import MemoryStore
 from protect.errors import ConfigError
 
 SECRET = "Zanzibar-quokka-7731 is the name of my private diary"
-
-
-@pytest.fixture
-def store(tmp_path):
-    with MemoryStore(tmp_path / "m.db", embedder="tfidf") as s:
-        yield s
 
 
 def fill(store):

@@ -22,12 +22,6 @@ FACTS = [
 ]
 
 
-@pytest.fixture
-def store(tmp_path):
-    with MemoryStore(tmp_path / "m.db", embedder="tfidf") as s:
-        yield s
-
-
 def count(store):
     return store.conn.execute("SELECT count(*) FROM memories").fetchone()[0]
 

@@ -22,12 +22,6 @@ FACTS = [
 ]
 
 
-@pytest.fixture
-def store(tmp_path):
-    with MemoryStore(tmp_path / "m.db", embedder="tfidf") as s:
-        yield s
-
-
 def fts_ids(store, word):
     return sorted(
         r[0] for r in store.conn.execute("SELECT rowid FROM memories_fts WHERE memories_fts MATCH ?", (word,))

@@ -6,13 +6,6 @@ import pytest
 
 from memory_store import text as T
 from memory_store import trust
-from memory_store.store import MemoryStore
-
-
-@pytest.fixture
-def store(tmp_path):
-    with MemoryStore(tmp_path / "m.db", embedder="tfidf") as s:
-        yield s
 
 
 def agent_trust(store, agent):
