@@ -82,6 +82,11 @@ class CopyJob:
             raise ConfigError(f"an .npz source needs an .npz --out, got {self.dst}")
         if not self.is_npz and self.dst.suffix == ".npz":
             raise ConfigError(f"a folder source needs a folder --out, got {self.dst}")
+        src, reports = self.src.resolve(), self.report_dir.resolve()
+        if reports == src or src in reports.parents:
+            raise ConfigError(
+                f"the reports would go to {self.report_dir}, inside the source; choose another --out"
+            )
         try:
             self.report_dir.mkdir(parents=True, exist_ok=True)
             if not self.options.resume:
@@ -97,8 +102,14 @@ class CopyJob:
 
     @property
     def report_dir(self) -> Path:
-        """Reports go into the output folder, or beside an output `.npz` in `<stem>-report/`."""
-        return self.dst.with_name(self.dst.stem + "-report") if self.is_npz else self.dst
+        """Reports go beside the output, in `<name>-report/` (`<stem>-report/` for an `.npz`), never into it.
+
+        The output is what gets published, and the reports are for the owner alone: `report.html` holds thumbnails
+        of the originals (at CIFAR size, the originals themselves), and the JSON rows and the progress file hold
+        local paths. Inside the release they would hand out exactly what the protection withholds.
+        """
+        base = self.dst if self.dst.name else self.dst.resolve()
+        return base.with_name((base.stem if self.is_npz else base.name) + "-report")
 
     # -- folders -----------------------------------------------------------------------------------------
     def pending(self) -> list[Path]:

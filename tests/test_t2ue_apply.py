@@ -70,7 +70,7 @@ def test_apply_never_touches_originals(photos, tmp_path):
         a = np.asarray(Image.open(photos / rel), dtype=int)
         b = np.asarray(Image.open(tmp_path / "out" / rel), dtype=int)
         assert a.shape == b.shape and 0 < np.abs(a - b).max() <= 8
-    assert (tmp_path / "out" / "protect-report.json").exists()
+    assert (tmp_path / "out-report" / "protect-report.json").exists()
     with pytest.raises(ConfigError, match="inside the source"):
         apply_noise(tmp_path / "noise.npz", photos, photos / "out")
     assert _digest(photos) == before
@@ -192,7 +192,7 @@ def test_apply_with_a_raised_cap_accepts_larger_noise(photos, tmp_path):
     _noise(np.full((3, 16, 16, 3), 16 / 255), eps=16 / 255).save(tmp_path / "n.npz")
     result = _apply(tmp_path, tmp_path / "n.npz", photos, "--epsilon", "16/255")
     assert result.exit_code == 0, result.output
-    report = json.loads((tmp_path / "out" / "protect-report.json").read_text())
+    report = json.loads((tmp_path / "out-report" / "protect-report.json").read_text())
     assert max(r["linf"] for r in report["images"]) == 16
 
 
@@ -253,7 +253,7 @@ def test_resized_noise_is_noted_per_image_and_warned(photos, tmp_path):
     assert "resized to fit 2 image(s)" in result.stderr
     notes = {
         r["file"]: r.get("note")
-        for r in json.loads((tmp_path / "out" / "protect-report.json").read_text())["images"]
+        for r in json.loads((tmp_path / "out-report" / "protect-report.json").read_text())["images"]
     }
     assert notes == {
         "cat/p0.png": "noise 16x16 resized to 20x24",
@@ -287,7 +287,7 @@ def test_caption_file_paths_are_normalised(tmp_path, photos):
     files = ["./cat/p0.png", "cat\\p1.png", "dog/p2.png"]
     _noise(np.full((3, 16, 16, 3), 4 / 255), files=files, eps=8 / 255).save(tmp_path / "n.npz")
     assert apply_noise(tmp_path / "n.npz", photos, tmp_path / "out") == 0
-    report = json.loads((tmp_path / "out" / "protect-report.json").read_text())
+    report = json.loads((tmp_path / "out-report" / "protect-report.json").read_text())
     assert len(report["images"]) == 3 and not report["skipped"]
 
 

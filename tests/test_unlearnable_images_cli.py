@@ -52,10 +52,10 @@ def test_protect_folder_end_to_end(photos, tmp_path):
     res = run([str(photos), "--out", str(out), *FAST])
     assert res.exit_code == 0, res.output
     assert digest(photos) == before  # originals untouched, byte for byte
-    report = json.loads((out / "protect-report.json").read_text())
+    report = json.loads((out.with_name(out.name + "-report") / "protect-report.json").read_text())
     assert report["summary"]["protected"] == 9 and report["summary"]["skipped"] == 1
     assert report["skipped"][0]["source"].endswith("broken.jpg")
-    assert (out / "report.html").read_text().count("<img") == 27
+    assert (out.with_name(out.name + "-report") / "report.html").read_text().count("<img") == 27
     for row in report["images"]:
         assert set(row) >= {"source", "output", "width", "height", "psnr", "ssim", "linf"}
         assert row["linf"] <= 8
@@ -106,19 +106,19 @@ def test_resume_redoes_only_unfinished_files(photos, tmp_path):
     done = out / "cats" / "0.png"
     stamp = done.stat().st_mtime_ns
     (out / "dogs" / "1.png").unlink()  # as if the run had been killed before writing it
-    with open(out / ".protect-progress.jsonl", "a") as fh:
+    with open(out.with_name("out-report") / ".protect-progress.jsonl", "a") as fh:
         fh.write('{"source": "cut off')  # a line cut by the kill
     res = run([str(photos), "--out", str(out), "--resume", *FAST])
     assert res.exit_code == 0, res.output
     assert (out / "dogs" / "1.png").exists() and done.stat().st_mtime_ns == stamp
-    report = json.loads((out / "protect-report.json").read_text())
+    report = json.loads((out.with_name(out.name + "-report") / "protect-report.json").read_text())
     assert report["summary"]["protected"] == 9
 
 
 def test_jpeg_output_reports_what_reencoding_keeps(photos, tmp_path):
     out = tmp_path / "out"
     assert run([str(photos / "dogs"), "--out", str(out), "--format", "jpeg", *FAST]).exit_code == 0
-    rows = json.loads((out / "protect-report.json").read_text())["images"]
+    rows = json.loads((out.with_name(out.name + "-report") / "protect-report.json").read_text())["images"]
     # JPEG re-encoding changes the saved perturbation: the report says how much of it survives, and the
     # measured change (linf) is that of the saved file, not the intended one
     assert all(np.isfinite(r["perturbation_kept"]) for r in rows)
@@ -176,7 +176,7 @@ def test_surrogate_errors_are_one_line_when_offline(photos, tmp_path, monkeypatc
 
 
 def report_of(out: Path) -> dict:
-    return json.loads((out / "protect-report.json").read_text())
+    return json.loads((out.with_name(out.name + "-report") / "protect-report.json").read_text())
 
 
 def save_random(path: Path, shape=(16, 16, 3), seed=0) -> None:
@@ -318,3 +318,21 @@ def test_resume_with_other_settings_is_refused(photos, tmp_path):
         cli, ["images", str(photos), "--out", str(out), "--resume", "--epsilon", "4/255", *FAST]
     )
     assert res.exit_code == 2 and "settings differ" in res.output and "epsilon" in res.output
+
+
+def test_the_release_folder_holds_only_the_protected_images(photos, tmp_path):
+    """report.html shows the originals and the JSON their paths: both stay beside the release, not in it."""
+    out = tmp_path / "out"
+    assert run([str(photos), "--out", str(out), *FAST]).exit_code == 0
+    assert {p.suffix for p in out.rglob("*") if p.is_file()} == {".png"}
+    reports = tmp_path / "out-report"
+    assert {p.name for p in reports.iterdir()} >= {"protect-report.json", "report.html"}
+
+
+def test_reports_never_go_into_the_source(tmp_path):
+    src = tmp_path / "photos-report"
+    src.mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(src / "a.png")
+    res = run([str(src), "--out", str(tmp_path / "photos"), *FAST])
+    assert res.exit_code == 2 and "inside the source" in res.output
+    assert [p.name for p in src.iterdir()] == ["a.png"]

@@ -37,7 +37,7 @@ def test_embed_then_verify_round_trip(photos, tmp_path):
     assert "marked 12 images" in r.output
     assert before == {p: p.read_bytes() for p in photos.rglob("*.png")}  # originals untouched
     assert (out / "cats" / "im00.png").exists()
-    manifest = json.loads((out / "watermark-manifest.json").read_text())
+    manifest = json.loads((tmp_path / "release-report" / "watermark-manifest.json").read_text())
     assert "s3cret" not in json.dumps(manifest)
     assert manifest["settings"]["layout"]["sub_bits"] == 10 and len(manifest["images"]) == 12
     assert all(row["psnr"] > 35 and row["ssim"] > 0.9 for row in manifest["images"])
@@ -48,7 +48,15 @@ def test_embed_then_verify_round_trip(photos, tmp_path):
     assert result["verdict"] == "match" and result["message"] == "AB" and result["bit_accuracy"] == 1.0
     assert result["images_read"] == 12 and result["images_used"] == 12 and result["p_value"] < 1e-6
 
-    r = _run("watermark", "verify", out, "--key", "s3cret", "--manifest", out / "watermark-manifest.json")
+    r = _run(
+        "watermark",
+        "verify",
+        out,
+        "--key",
+        "s3cret",
+        "--manifest",
+        tmp_path / "release-report" / "watermark-manifest.json",
+    )
     assert r.exit_code == 0 and "match" in r.output and "message: AB" in r.output
 
 
@@ -122,7 +130,11 @@ def test_images_too_small_for_the_payload_give_one_clear_line(tmp_path):
         "(shorter per-image payload) or a shorter message"
     ]
     r = _run("watermark", "embed", src, "--out", tmp_path / "o", "--message", "AB", "--key", "k")
-    assert r.exit_code == 2 and "skipped 3" in r.output
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1
+    assert (
+        r.output.startswith("Error: 0 markable images cannot carry all 5 chunks") and "8x8 image" in r.output
+    )
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o-report").exists()
 
 
 def test_resume_redoes_missing_files_with_the_same_combination(photos, tmp_path):
@@ -135,5 +147,102 @@ def test_resume_redoes_missing_files_with_the_same_combination(photos, tmp_path)
     r = _run(*args, "--resume")
     assert r.exit_code == 0, r.output
     assert victim.read_bytes() == before  # same image position -> same combination and pixels
-    manifest = json.loads((out / "watermark-manifest.json").read_text())
+    manifest = json.loads((tmp_path / "release-report" / "watermark-manifest.json").read_text())
     assert len(manifest["images"]) == 12
+
+
+def _one_error_line(r, *parts):
+    assert r.exit_code == 2, r.output
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), r.output
+    assert all(p in lines[0] for p in parts), lines[0]
+
+
+def test_a_wrong_claim_sharing_most_bits_is_not_certified(photos, tmp_path):
+    out = tmp_path / "release"
+    embed = ("watermark", "embed", photos, "--out", out, "--key", "k")
+    assert _run(*embed, "--message", "(c) ACME 2024").exit_code == 0
+    r = _run("watermark", "verify", out, "--key", "k", "--message", "(c) EVIL 2024")
+    assert r.exit_code == 1 and r.output.startswith("different-message:"), r.output
+    assert "message: (c) EVIL 2024" not in r.output and "'(c) ACME 2024'" in r.output
+    r = _run("watermark", "verify", out, "--key", "k", "--message", "(c) ACME 2024")
+    assert r.exit_code == 0 and "message: (c) ACME 2024" in r.output
+
+
+def test_one_image_with_missing_chunks_is_inconclusive(photos, tmp_path):
+    out = tmp_path / "release"
+    assert _run("watermark", "embed", photos, "--out", out, "--message", "AB", "--key", "k").exit_code == 0
+    r = _run("watermark", "verify", out / "im05.png", "--key", "k", "--message", "AB", "--json")
+    result = json.loads(r.output)
+    assert r.exit_code == 1 and result["verdict"] == "inconclusive" and result["missing_chunks"]
+
+
+def test_unusable_files_take_no_combination(photos, tmp_path):
+    src = tmp_path / "few"
+    src.mkdir()
+    for p in sorted(photos.glob("*.png"))[:5]:
+        (src / p.name).write_bytes(p.read_bytes())
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(src / "im00b-tiny.png")
+    (src / "im02b-corrupt.png").write_bytes(b"not a png")
+    out = tmp_path / "release"
+    r = _run("watermark", "embed", src, "--out", out, "--message", "AB", "--key", "k")
+    assert r.exit_code == 0 and "marked 5 images, skipped 2" in r.output, r.output
+    manifest = json.loads((tmp_path / "release-report" / "watermark-manifest.json").read_text())
+    assert manifest["settings"]["images"] == 5 and len(manifest["skipped"]) == 2
+    assert manifest["settings"]["coverage"]["worst_case_images"] == 5
+    r = _run("watermark", "verify", out, "--key", "k", "--message", "AB", "--json")
+    assert json.loads(r.output)["verdict"] == "match", r.output
+
+
+def test_a_release_too_small_for_every_chunk_is_refused(photos, tmp_path):
+    src = tmp_path / "six"
+    src.mkdir()
+    for p in sorted(photos.glob("*.png"))[:6]:
+        (src / p.name).write_bytes(p.read_bytes())
+    out = tmp_path / "release"
+    r = _run("watermark", "embed", src, "--out", out, "--message", "AB", "--key", "k", "--tau", "1")
+    _one_error_line(r, "6 markable images cannot carry all 11 chunks", "at least 11 are needed")
+    assert not out.exists() and not (tmp_path / "release-report").exists()
+
+
+@pytest.mark.parametrize("change", [("--message", "Zr"), ("--key", "0th3r-key")])
+def test_resume_refuses_a_changed_message_or_key(photos, tmp_path, change):
+    out = tmp_path / "release"
+    args = {"--message": "Zq", "--key": "s3cret-key"}
+    assert _run("watermark", "embed", photos, "--out", out, *sum(args.items(), ())).exit_code == 0
+    (out / "im07.png").unlink()
+    args[change[0]] = change[1]
+    r = _run("watermark", "embed", photos, "--out", out, *sum(args.items(), ()), "--resume")
+    _one_error_line(r, "--resume: settings differ", "message_fingerprint")
+    assert not (out / "im07.png").exists()
+    report = tmp_path / "release-report"
+    text = "".join(f.read_text() for f in report.iterdir() if f.suffix in (".json", ".jsonl"))
+    assert not any(secret in text for secret in ("Zq", "Zr", "s3cret", "0th3r"))
+
+
+@pytest.mark.parametrize("strength", ["0", "nan", "inf", "-1", "1e9"])
+def test_strength_outside_the_backend_range_is_one_line(photos, tmp_path, strength):
+    out = tmp_path / "release"
+    r = _run(
+        "watermark", "embed", photos, "--out", out, "--message", "AB", "--key", "k", "--strength", strength
+    )
+    _one_error_line(r, "--strength", "outside the dwtdct range [6, 100]")
+    assert not out.exists() and not (tmp_path / "release-report").exists()
+    r = _run("watermark", "verify", photos, "--key", "k", "--message", "AB", "--strength", strength)
+    _one_error_line(r, "outside the dwtdct range")
+
+
+def test_a_message_too_long_for_the_backend_is_one_line_before_writing(photos, tmp_path):
+    out = tmp_path / "release"
+    r = _run(
+        "watermark", "embed", photos, "--out", out, "--message", "x" * 40, "--key", "k", "--backend", "hidden"
+    )
+    _one_error_line(r, "71 payload bits per image are needed but the hidden backend carries at most 30")
+    assert not out.exists() and not (tmp_path / "release-report").exists()
+
+
+def test_an_unreadable_suspect_names_the_cause(tmp_path):
+    bad = tmp_path / "leak.png"
+    bad.write_bytes(b"garbage")
+    r = _run("watermark", "verify", bad, "--key", "k", "--message", "AB")
+    _one_error_line(r, "no readable images in", "1 unreadable, e.g. cannot read")

@@ -3,6 +3,8 @@ coverage."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -20,6 +22,7 @@ from watermark.codec import (
     decode,
     images_needed,
     make_word,
+    min_release_images,
     submessages,
     text_to_bits,
     worst_case_images,
@@ -188,3 +191,21 @@ def test_worst_case_is_just_above_k_over_n_of_the_release():
     for _ in range(200):
         subset = rng.choice(100, 81, replace=False)
         assert len(set(t[subset])) == layout.n_combinations
+
+
+@pytest.mark.parametrize("tau", [0.6, 0.8])
+@pytest.mark.parametrize("n", [7, 13])
+def test_coverage_is_exact_for_release_sizes_that_are_not_multiples_of_c(tau, n):
+    layout = choose_layout(30, tau)
+    carried = [set(layout.combos[t]) for t in assign(n, layout, KEY)]  # the actual keyed release
+    for m in (2, 4, 6):
+        subsets = list(itertools.combinations(range(n), m))
+        hits = sum(len(set().union(*(carried[i] for i in sub))) == layout.n_chunks for sub in subsets)
+        assert coverage_probability(layout, m, n) == pytest.approx(hits / len(subsets), abs=1e-12)
+    assert coverage_probability(layout, n, n) == (1.0 if n >= min_release_images(layout) else 0.0)
+
+
+def test_release_size_needed_for_every_chunk():
+    assert min_release_images(choose_layout(30, 0.8)) == 5  # s = 1: one image per chunk
+    assert min_release_images(choose_layout(30, 0.6)) == 4  # (0,1) (0,2) (0,3) (0,4)
+    assert min_release_images(baseline_layout(30)) == 1

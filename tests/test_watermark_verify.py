@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from watermark.codec import assign, baseline_layout, choose_layout, make_word, submessages
+from watermark.codec import assign, baseline_layout, choose_layout, make_word, submessages, text_to_bits
 from watermark.verify import binomial_p, verdict_from_scores
 
 KEY = b"owner-key"
@@ -83,3 +83,35 @@ def test_damaged_word_is_never_presented_as_a_message():
     scores[:, -1] = -scores[:, -1]  # the CRC no longer matches
     v = verdict_from_scores(scores, layout, KEY)
     assert v.verdict != "match" and v.message is None and not v.crc_ok
+
+
+def test_a_wrong_claim_close_to_the_embedded_message_is_never_a_match():
+    layout = choose_layout(32, 0.8)
+    embedded, claim = make_word(text_to_bits("AB")), make_word(text_to_bits("AC"))
+    scores = _marked_scores(layout, 30, embedded)
+    v = verdict_from_scores(scores, layout, KEY, claimed_word=claim)
+    assert v.verdict == "different-message" and v.message is None
+    assert v.p_value < 1e-4 and v.bit_accuracy < 1  # agreement with the claim, reported as it is
+    assert "'AB'" in v.reason and "different message" in v.reason
+    noisy = _marked_scores(
+        layout, 30, embedded, noise=3.0, seed=1
+    )  # bit errors: CRC fails, claim unconfirmed
+    v = verdict_from_scores(noisy, layout, KEY, claimed_word=claim)
+    assert v.verdict != "match" and v.message is None
+
+
+def test_too_few_testable_bits_are_inconclusive_not_no_watermark():
+    layout = choose_layout(32, 0.8)  # N=5 chunks of 7 bits, 3 of them padding
+    word = make_word(text_to_bits("AB"))
+    combos = assign(30, layout, KEY)
+    scores = _marked_scores(layout, 30, word)[combos == 0][:1]  # one image: 4 testable bits
+    v = verdict_from_scores(scores, layout, KEY, claimed_word=word)
+    assert v.verdict == "inconclusive" and "only 4 bits" in v.reason and v.message is None
+
+
+def test_missing_chunks_without_a_claim_do_not_blame_only_the_leak_size():
+    layout = choose_layout(32, 0.8)
+    scores = np.tanh(np.random.default_rng(5).standard_normal((2, layout.sub_bits)))  # two unmarked images
+    v = verdict_from_scores(scores, layout, KEY)
+    assert v.verdict == "inconclusive" and v.missing_chunks
+    assert "do not carry this key's watermark or more leaked images are needed" in v.reason

@@ -115,7 +115,8 @@ def images(
     """Write protected copies of the images in SRC (a folder or an .npz) to --out.
 
     Models trained on the protected copies learn little from them. Originals are never modified; the output mirrors
-    SRC's relative paths, and --out gets protect-report.json and report.html.
+    SRC's relative paths; protect-report.json and report.html go beside it, into OUT-report/ (they show the originals:
+    keep them out of what you publish).
 
     \b
     Example:

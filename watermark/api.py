@@ -9,6 +9,8 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -20,7 +22,7 @@ import numpy as np
 from protect.batch import CopyJob, WriteOptions
 from protect.errors import ConfigError, ProtectError
 from protect.imageio import find_images, load_image, load_npz
-from watermark.backends import WatermarkBackend, create_backend
+from watermark.backends import WatermarkBackend, check_fits, check_payload, check_strength, create_backend
 from watermark.codec import (
     CRC_BITS,
     Layout,
@@ -30,6 +32,7 @@ from watermark.codec import (
     coverage_probability,
     images_needed,
     make_word,
+    min_release_images,
     parse_bits,
     submessages,
     text_to_bits,
@@ -55,7 +58,8 @@ class WatermarkSettings:
         return choose_layout(word, self.tau) if self.tau > 0 else baseline_layout(word)
 
     def resolved_strength(self, backend: WatermarkBackend) -> float:
-        return backend.default_strength if self.strength is None else self.strength
+        """The strength to use, checked against the backend's range (one clear line otherwise)."""
+        return check_strength(backend, backend.default_strength if self.strength is None else self.strength)
 
 
 def message_to_bits(message: str) -> np.ndarray:
@@ -78,6 +82,45 @@ def resolve_key(key: str | None = None, key_file: str | Path | None = None) -> b
     if not raw:
         raise ConfigError(f"no key: pass --key, --key-file or set {KEY_ENV}")
     return raw
+
+
+def message_fingerprint(key: bytes, message_bits: np.ndarray) -> str:
+    """HMAC-SHA256(key, message), 16 hex digits: lets `--resume` notice a changed message or key without
+    writing either (the manifest and progress file are not secret)."""
+    bits = np.asarray(message_bits, dtype=np.uint8)
+    data = b"protect-watermark/run\x00" + len(bits).to_bytes(4, "big") + np.packbits(bits).tobytes()
+    return hmac.new(key, data, hashlib.sha256).hexdigest()[:16]
+
+
+def markable_files(
+    src: Path, backend: WatermarkBackend, payload_bits: int
+) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The source images that can carry the payload, and (file, reason) for the rest.
+
+    Decided before combinations are assigned: a file skipped after assignment would keep its combination
+    (and maybe the only copy of a chunk) out of the release while the manifest counted it.
+    """
+    good, bad = [], []
+    for path in find_images(src):
+        try:
+            check_fits(backend, load_image(path, root=src).pixels, payload_bits)
+        except ProtectError as e:
+            bad.append((path, str(e)))
+        else:
+            good.append(path)
+    return good, bad
+
+
+def check_release_size(layout: Layout, n_images: int, unusable: list[tuple[Path, str]]) -> None:
+    """Refuse a release that can never give the message back: it must hold every chunk at least once."""
+    need = min_release_images(layout)
+    if n_images >= need:
+        return
+    why = f"; {len(unusable)} files cannot be marked, e.g. {unusable[0][1]}" if unusable else ""
+    raise ConfigError(
+        f"{n_images} markable images cannot carry all {layout.n_chunks} chunks of this layout (--tau "
+        f"{layout.tau:g}): at least {need} are needed; add images or lower --tau{why}"
+    )
 
 
 def coverage_table(layout: Layout, n_images: int) -> dict[str, Any]:
@@ -127,50 +170,63 @@ def embed_folder(
     options: WriteOptions | None = None,
 ) -> CopyJob:
     """Write watermarked copies of a folder or `.npz`; the returned job's `finish()` writes
-    `watermark-manifest.json` (settings, coverage, per-image quality; never the key) and gives the exit status."""
+    `watermark-manifest.json` (settings, coverage, per-image quality; never the key) and gives the exit status.
+
+    Everything that can make the release unusable (strength, payload, too few markable images) is refused
+    before anything is written.
+    """
     bits = message_to_bits(message)
     settings = WatermarkSettings(message_bits=len(bits), tau=tau, backend=backend, strength=strength)
     wm = create_backend(backend)
     layout = settings.layout()
+    resolved = settings.resolved_strength(wm)
+    check_payload(wm, layout.sub_bits)
+    source = Path(src)
+    data = load_npz(source) if source.is_file() and source.suffix == ".npz" else None
+    if data is not None:
+        files, unusable = [], []
+        for img in data.x[:1]:  # one shape for the whole array
+            check_fits(wm, img, layout.sub_bits)
+        n = len(data.x)
+    else:
+        files, unusable = markable_files(source, wm, layout.sub_bits)
+        n = len(files)
+    check_release_size(layout, n, unusable)
     options = options or WriteOptions()
     options.report_name = MANIFEST_NAME
-    job = CopyJob(Path(src), Path(dst), settings={}, options=options)
-    if job.is_npz:
-        data = job.load_dataset()
-        n = len(data.x)
-        marked = np.stack(embed_arrays(list(data.x), bits, key, settings=settings, backend=wm))
-    else:
-        files = find_images(job.src)
-        n = len(files)
-        index = {str(p): i for i, p in enumerate(files)}
+    job = CopyJob(source, Path(dst), settings={}, options=options)
     job.settings = {
         **asdict(settings),
-        "strength": settings.resolved_strength(wm),
+        "strength": resolved,
         "layout": layout.summary(),
         "images": n,
         "coverage": coverage_table(layout, n),
+        "message_fingerprint": message_fingerprint(key, bits),
         "key": "not stored",
     }
-    if job.is_npz:
-        job.write_dataset(data, marked)
+    if data is not None:
+        job.write_dataset(
+            data, np.stack(embed_arrays(list(data.x), bits, key, settings=settings, backend=wm))
+        )
         return job
+    for path, reason in unusable:
+        job.skip(path, reason)
+    index = {str(p): i for i, p in enumerate(files)}
     for path in job.pending():
+        if str(path) not in index:  # already recorded as skipped
+            continue
         picture = job.load(path)
-        if picture is None:
+        if picture is None:  # changed since it was checked: recorded as skipped
             continue
-        try:
-            out = embed_arrays(
-                [picture.pixels],
-                bits,
-                key,
-                settings=settings,
-                backend=wm,
-                positions=np.array([index[str(path)]]),
-                n_total=n,
-            )[0]
-        except ConfigError as e:
-            job.skip(path, str(e))
-            continue
+        out = embed_arrays(
+            [picture.pixels],
+            bits,
+            key,
+            settings=settings,
+            backend=wm,
+            positions=np.array([index[str(path)]]),
+            n_total=n,
+        )[0]
         job.write(picture, out)
     return job
 
@@ -210,20 +266,23 @@ def verify_arrays(
 
 
 def read_suspect(suspect: str | Path) -> list[np.ndarray]:
-    """Pixels of every readable image in a folder, one file or an `.npz` (unreadable files are passed
-    over)."""
+    """Pixels of every readable image in a folder, one file or an `.npz` (unreadable files are passed over;
+    none readable is an error that names why)."""
     path = Path(suspect)
     if not path.exists():
         raise ConfigError(f"{suspect} does not exist")
     if path.is_file() and path.suffix == ".npz":
         return list(load_npz(path).x)
     files = [path] if path.is_file() else find_images(path)
-    images = []
+    images, reasons = [], []
     for f in files:
         try:
             images.append(load_image(f).pixels)
-        except ProtectError:
-            continue
+        except ProtectError as e:
+            reasons.append(str(e))
+    if not images:
+        why = f" ({len(reasons)} unreadable, e.g. {reasons[0]})" if reasons else ""
+        raise ConfigError(f"no readable images in {suspect}{why}")
     return images
 
 
@@ -254,6 +313,4 @@ def verify(
             raise ConfigError("verify needs the message length: pass --message, --message-bits or --manifest")
         settings = WatermarkSettings(message_bits=len(message_to_bits(message)))
     images = read_suspect(suspect)
-    if not images:
-        raise ConfigError(f"no readable images in {suspect}")
     return verify_arrays(images, key, settings=settings, message=message, **kwargs)

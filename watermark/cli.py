@@ -32,7 +32,8 @@ def _layout_options(fn):
         "--strength",
         type=float,
         default=None,
-        help="Embedding strength (dwtdct: QIM step, default 40; hidden: residual scale, default 0.6; rivagan: 1).",
+        help="Embedding strength (dwtdct: QIM step 6-100, default 40; hidden: residual scale 0.25-1, default 0.6; "
+        "rivagan: 0.25-1, default 1).",
     )(fn)
     fn = click.option(
         "--backend",
@@ -147,8 +148,9 @@ def verify(
 ) -> None:
     """Check whether SUSPECT carries your watermark.
 
-    SUSPECT is a folder, an image or an .npz. Prints match (with the message), no-watermark or inconclusive;
-    exit status 0 for match, 1 otherwise, 2 for an error.
+    SUSPECT is a folder, an image or an .npz. Prints match (with the message), different-message (your key's
+    watermark, but not the claimed message), no-watermark or inconclusive; exit status 0 for match, 1
+    otherwise, 2 for an error.
 
     \b
     Example:

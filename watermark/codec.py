@@ -24,10 +24,13 @@ Changed (the published weaknesses, each named):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import math
+from collections import defaultdict
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 
@@ -314,9 +317,26 @@ def decode(
 
 
 # -- coverage maths --------------------------------------------------------------------------------------
+def combination_counts(n_images: int, layout: Layout) -> np.ndarray:
+    """How many images of an n-image release carry each combination (`assign` deals them out in order, so
+    the first n mod C combinations get one image more)."""
+    return np.bincount(np.arange(n_images) % layout.n_combinations, minlength=layout.n_combinations)
+
+
+def min_release_images(layout: Layout) -> int:
+    """Fewest images a release needs for every chunk to be in some image: the combinations are dealt in
+    order, so the first ones must already cover all N chunks."""
+    seen: set[int] = set()
+    for t, combo in enumerate(layout.combos, start=1):
+        seen.update(combo)
+        if len(seen) == layout.n_chunks:
+            return t
+    return layout.n_combinations
+
+
 def worst_case_images(layout: Layout, n_images: int) -> int:
     """Fewest leaked images that hold every chunk whichever images they are (balanced keyed assignment)."""
-    counts = np.bincount(np.arange(n_images) % layout.n_combinations, minlength=layout.n_combinations)
+    counts = combination_counts(n_images, layout)
     combos = [set(c) for c in layout.combos]
     worst = max(
         sum(int(counts[t]) for t, c in enumerate(combos) if i not in c) for i in range(layout.n_chunks)
@@ -324,24 +344,60 @@ def worst_case_images(layout: Layout, n_images: int) -> int:
     return worst + 1 if worst < n_images else n_images + 1
 
 
+@functools.lru_cache(maxsize=256)
+def _inside_counts(n: int, s: int, r: int) -> dict[tuple[int, int], int]:
+    """Over all subsets K of {0..n-1}: how many have |K| = k and hold e of the first r s-subsets of {0..n-1} in
+    lexicographic order, as {(k, e): count}. Recursion on element 0, which the first comb(n-1, s-1) subsets
+    contain."""
+    if r == 0:
+        return {(k, 0): math.comb(n, k) for k in range(n + 1)}
+    if s == 0:  # the single 0-subset lies inside every K
+        return {(k, 1): math.comb(n, k) for k in range(n + 1)}
+    out: dict[tuple[int, int], int] = defaultdict(int)
+    with_zero = math.comb(n - 1, s - 1)
+    if r >= with_zero:  # all subsets holding 0, then the first r - with_zero of those without it
+        for (k, e), c in _inside_counts(n - 1, s, r - with_zero).items():
+            out[(k, e)] += c
+            out[(k + 1, e + math.comb(k, s - 1))] += c
+    else:  # only subsets holding 0: {0} + the first r (s-1)-subsets of the rest
+        for k in range(n):
+            out[(k, 0)] += math.comb(n - 1, k)
+        for (k, e), c in _inside_counts(n - 1, s - 1, r).items():
+            out[(k + 1, e)] += c
+    return dict(out)
+
+
+@functools.lru_cache(maxsize=256)
+def _avoid_terms(layout: Layout, n_images: int) -> tuple[tuple[int, int], ...]:
+    """Inclusion-exclusion terms (images avoiding a set J of chunks, signed number of such J), exact for the
+    actual assignment: q = n // C images per combination, one more for the first n mod C."""
+    q, r = divmod(n_images, layout.n_combinations)
+    big_n, s = layout.n_chunks, layout.per_image
+    terms: dict[int, int] = defaultdict(int)
+    for (k, e), c in _inside_counts(big_n, s, r).items():  # K = the chunks outside J
+        terms[q * math.comb(k, s) + e] += (-1) ** (big_n - k) * c
+    return tuple((a, c) for a, c in terms.items() if c)
+
+
 def coverage_probability(layout: Layout, m: int, n_images: int | None = None) -> float:
     """Probability that m images drawn at random hold every chunk (inclusion-exclusion over missing chunks).
 
-    With `n_images` the draw is without replacement from a balanced release of that size; without it, from an
-    infinite one. Assumes error-free extraction: it is the coverage limit, not the bit-error limit.
+    With `n_images` the draw is without replacement from that release as `assign` builds it, computed exactly
+    in integers (any n, not only multiples of C); without it, from an infinite balanced one. Assumes
+    error-free extraction: it is the coverage limit, not the bit-error limit.
     """
     big_n, s = layout.n_chunks, layout.per_image
+    if n_images is not None:
+        if m > n_images or m < 1:
+            return 0.0
+        hits = sum(c * math.comb(a, m) for a, c in _avoid_terms(layout, n_images))
+        return float(Fraction(hits, math.comb(n_images, m)))
     if big_n == 1:
         return 1.0 if m >= 1 else 0.0
     total = 0.0
     for j in range(big_n + 1):
         avoid = math.comb(big_n - j, s) / math.comb(big_n, s)  # share of images missing j given chunks
-        if n_images is None:
-            p = avoid**m
-        else:
-            pool = round(avoid * n_images)
-            p = math.comb(pool, m) / math.comb(n_images, m) if m <= n_images else 0.0
-        total += (-1) ** j * math.comb(big_n, j) * p
+        total += (-1) ** j * math.comb(big_n, j) * avoid**m
     return float(min(1.0, max(0.0, total)))
 
 
@@ -352,7 +408,16 @@ def images_needed(
     if not 0 < probability < 1:
         raise ConfigError(f"probability must lie in (0, 1), got {probability}")
     hi = limit if n_images is None else n_images
-    for m in range(1, hi + 1):
-        if coverage_probability(layout, m, n_images) >= probability:
-            return m
-    raise ConfigError(f"no subset of at most {hi} images reaches coverage probability {probability}")
+    lo, step = 1, 1  # coverage grows with m (m + 1 random images contain m random ones): gallop, then bisect
+    while coverage_probability(layout, min(step, hi), n_images) < probability:
+        if step >= hi:
+            raise ConfigError(f"no subset of at most {hi} images reaches coverage probability {probability}")
+        lo, step = step + 1, 2 * step
+    hi = min(step, hi)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if coverage_probability(layout, mid, n_images) >= probability:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo

@@ -10,10 +10,17 @@ CRC, and test:
 
 Under H0 (unmarked images, or a wrong key) the keyed whitening makes every decoded bit a fair coin, so these
 p-values are uniform (discretely). Decoders can be biased on unmarked images, so the same statistic is also
-computed with `null_keys` wrong keys derived from the key, on the same extracted scores (no re-extraction): a
-match must beat all of them. Verdicts: `match` (p <= alpha and beyond the empirical null, CRC valid or claimed
-message confirmed), `no-watermark` (p > 0.01), otherwise `inconclusive` (including chunks not covered by the
-suspect images).
+computed with `null_keys` wrong keys derived from the key, on the same extracted scores (no re-extraction).
+
+Verdicts:
+- `match`: p <= alpha and beyond every wrong key, every chunk covered, and the decoded word passes its CRC;
+  with a claimed message the decoded word must also equal the claim exactly (strong but partial agreement
+  only shows that this key's watermark is there, not that it says this);
+- `different-message`: a claim was tested, this key's watermark is there (p <= alpha, beyond the wrong keys)
+  and the decoded word passes its CRC, but it is not the claim;
+- `no-watermark`: p > 0.01 from a test that could have reached alpha;
+- `inconclusive`: everything else: weak evidence, chunks not covered by the suspect images, too few testable
+  bits for any agreement to reach alpha, or bit errors that keep a claim from being confirmed.
 """
 
 from __future__ import annotations
@@ -72,6 +79,12 @@ def null_keys(key: bytes, count: int) -> list[bytes]:
     return [key + b"\x00null-" + str(i).encode() for i in range(count)]
 
 
+def testable(n: int, alpha: float = ALPHA) -> bool:
+    """Whether n tested bits could reach alpha at all (perfect agreement gives p = 2^-n): with fewer, a high
+    p-value is no evidence of absence."""
+    return binomial_p(n, n) <= alpha
+
+
 def verdict_from_scores(
     scores: np.ndarray,
     layout: Layout,
@@ -91,30 +104,19 @@ def verdict_from_scores(
     ]
     empirical = (1 + sum(q <= p for q in nulls)) / (1 + len(nulls))
     valid = crc_ok(dec.word) and dec.complete
-    beyond_null = all(p < q for q in nulls)
+    evidence = p <= alpha and all(p < q for q in nulls)
     accuracy = agree / n if claimed_word is not None and n else None
     used = dec.images_used
     read = used if images_read is None else images_read
-    message = None
     if claimed_word is not None:
-        verdict = (
-            "match" if p <= alpha and beyond_null else "no-watermark" if p > NO_EVIDENCE else "inconclusive"
-        )
-        if verdict == "match":
-            message = _render(claimed_word[:-CRC_BITS])
-    elif not dec.complete:
-        verdict = "inconclusive"
+        exact = dec.complete and bool(np.array_equal(dec.word, claimed_word))
+        verdict, reason = _claim_verdict(p, n, n - agree, evidence, exact, valid, dec.missing_chunks, alpha)
+        message = _render(claimed_word[:-CRC_BITS]) if verdict == "match" else None
+        if verdict == "different-message":
+            reason += f" (it decodes to {_render(dec.word[:-CRC_BITS])!r}, CRC valid)"
     else:
-        verdict = (
-            "match"
-            if valid and p <= alpha and beyond_null
-            else "no-watermark"
-            if p > NO_EVIDENCE
-            else "inconclusive"
-        )
-        if verdict == "match":
-            message = _render(dec.word[:-CRC_BITS])
-    reason = _reason(verdict, dec.missing_chunks, p, alpha, beyond_null, valid, claimed_word is not None)
+        verdict, reason = _crc_verdict(p, evidence, valid, dec.missing_chunks, alpha)
+        message = _render(dec.word[:-CRC_BITS]) if verdict == "match" else None
     return Verdict(verdict, message, p, empirical, accuracy, read, used, valid, dec.missing_chunks, reason)
 
 
@@ -123,26 +125,68 @@ def _render(bits: np.ndarray) -> str:
     return text if text is not None else "bits:" + "".join(map(str, bits.tolist()))
 
 
-def _reason(
-    verdict: str, missing: list[int], p: float, alpha: float, beyond_null: bool, valid: bool, claimed: bool
-) -> str:
-    gap = (
-        f"; chunks {missing} are in none of the images read (more leaked images are needed)"
-        if missing
-        else ""
-    )
-    if verdict == "match":
-        return (
-            f"p = {p:.3g} <= {alpha:g}, beyond all wrong-key decodes"
-            + ("" if claimed else ", CRC valid")
-            + gap
+def _gap(missing: list[int]) -> str:
+    return f"chunks {missing} are in none of the images read" if missing else ""
+
+
+def _claim_verdict(
+    p: float,
+    n: int,
+    differ: int,
+    evidence: bool,
+    exact: bool,
+    valid: bool,
+    missing: list[int],
+    alpha: float,
+) -> tuple[str, str]:
+    """A claim is confirmed only by exact agreement of the whole decoded word: a wrong claim that shares most
+    bits with the embedded message (same prefix, same year) agrees significantly, yet must not be certified."""
+    if exact and valid and evidence:
+        return "match", f"p = {p:.3g} <= {alpha:g}, beyond all wrong-key decodes, every bit agrees"
+    if not testable(n, alpha):
+        return "inconclusive", (
+            f"only {n} bits can be tested, too few for p <= {alpha:g} even if all agree"
+            + (f"; {_gap(missing)} (more leaked images are needed)" if missing else "")
         )
-    if verdict == "no-watermark":
-        return f"no evidence of this key's watermark (p = {p:.3g})" + gap
-    if missing and not claimed:
-        return gap[2:] + "; pass --message to test the covered bits"
-    if not beyond_null:
-        return f"p = {p:.3g} but a wrong key does as well: the images may carry another structure" + gap
-    if not claimed and not valid:
-        return "CRC fails: the message cannot be trusted"
-    return f"weak evidence (p = {p:.3g} > {alpha:g})" + gap
+    if evidence and missing:
+        return "inconclusive", (
+            f"the {n} covered bits agree with the claim beyond chance (p = {p:.3g}, {differ} differ) but "
+            f"{_gap(missing)}: the whole message cannot be confirmed (more leaked images are needed)"
+        )
+    if evidence and valid:
+        return "different-message", (
+            f"this key's watermark is present (p = {p:.3g}) but it carries a different message: {differ} of "
+            f"{n} bits differ from the claim"
+        )
+    if evidence:
+        return "inconclusive", (
+            f"this key's watermark is present (p = {p:.3g}) but {differ} of {n} bits differ from the claim and "
+            "the decoded word fails its CRC (bit errors or a different message): the claim is not confirmed"
+        )
+    if p > NO_EVIDENCE:
+        return "no-watermark", f"no evidence of this key's watermark (p = {p:.3g})"
+    if p <= alpha:
+        return (
+            "inconclusive",
+            f"p = {p:.3g} but a wrong key does as well: the images may carry another structure",
+        )
+    return "inconclusive", f"weak evidence (p = {p:.3g} > {alpha:g})"
+
+
+def _crc_verdict(p: float, evidence: bool, valid: bool, missing: list[int], alpha: float) -> tuple[str, str]:
+    """Without a claim the only test is the CRC, which needs every chunk."""
+    if missing:
+        return "inconclusive", (
+            f"{_gap(missing)}, so the CRC cannot be checked: either they do not carry this key's watermark or "
+            "more leaked images are needed; pass --message to test the covered bits"
+        )
+    if valid and evidence:
+        return "match", f"p = {p:.3g} <= {alpha:g}, beyond all wrong-key decodes, CRC valid"
+    if p > NO_EVIDENCE:
+        return "no-watermark", f"no evidence of this key's watermark (p = {p:.3g})"
+    if p <= alpha:
+        return (
+            "inconclusive",
+            f"p = {p:.3g} but a wrong key does as well: the images may carry another structure",
+        )
+    return "inconclusive", "CRC fails: the message cannot be trusted"

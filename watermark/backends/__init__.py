@@ -3,6 +3,8 @@
 from watermark.backends.base import (
     WatermarkBackend,
     check_fits,
+    check_payload,
+    check_strength,
     create_backend,
     list_backends,
     register_backend,
@@ -15,4 +17,12 @@ register_backend("dwtdct", DwtDctBackend)
 register_backend("hidden", HiddenBackend)
 register_backend("rivagan", RivaganBackend)
 
-__all__ = ["WatermarkBackend", "check_fits", "create_backend", "list_backends", "register_backend"]
+__all__ = [
+    "WatermarkBackend",
+    "check_fits",
+    "check_payload",
+    "check_strength",
+    "create_backend",
+    "list_backends",
+    "register_backend",
+]

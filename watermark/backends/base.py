@@ -6,6 +6,7 @@ carries. A backend embeds an l-bit payload into one image and extracts soft scor
 
 from __future__ import annotations
 
+import math
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -20,6 +21,7 @@ class WatermarkBackend(Protocol):
 
     name: str
     default_strength: float
+    strength_range: tuple[float, float]  # the tested range: outside it a mark is lost or the image ruined
 
     def capacity(self, height: int, width: int) -> int:
         """How many payload bits one image of this size can carry."""
@@ -44,6 +46,32 @@ def check_fits(backend: WatermarkBackend, image: np.ndarray, n: int) -> None:
             f"a {w}x{h} image holds {cap} {backend.name} payload bits but {n} are needed: use larger "
             "images, a higher --tau (shorter per-image payload) or a shorter message"
         )
+
+
+# Far larger than any image: a payload that does not fit here fits no image.
+_HUGE_SIDE = 1 << 15
+
+
+def check_payload(backend: WatermarkBackend, n: int) -> None:
+    """One clear line, before any file is read, when no image of any size can carry n payload bits."""
+    most = backend.capacity(_HUGE_SIDE, _HUGE_SIDE)
+    if n > most:
+        raise ConfigError(
+            f"{n} payload bits per image are needed but the {backend.name} backend carries at most {most}: use "
+            "a shorter message or a higher --tau (shorter per-image payload)"
+        )
+
+
+def check_strength(backend: WatermarkBackend, strength: float) -> float:
+    """The strength if it lies in the backend's range; one clear line otherwise (0 or nan would leave images
+    unmarked while reporting them marked, a huge value ruins them)."""
+    lo, hi = getattr(backend, "strength_range", (0.0, math.inf))
+    if not (math.isfinite(strength) and strength > 0 and lo <= strength <= hi):
+        raise ConfigError(
+            f"--strength {strength:g} is outside the {backend.name} range [{lo:g}, {hi:g}] "
+            f"(default {backend.default_strength:g})"
+        )
+    return float(strength)
 
 
 _BACKENDS: dict[str, type] = {}

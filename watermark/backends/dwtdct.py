@@ -44,6 +44,7 @@ class DwtDctBackend:
 
     name = "dwtdct"
     default_strength = 40.0
+    strength_range = (6.0, 100.0)  # 6: about 58 dB, the benchmark's weakest; below 4 rounding erases the mark
 
     def capacity(self, height: int, width: int) -> int:
         return (height // _BLOCK) * (width // _BLOCK) * len(_CARRIERS)

@@ -27,6 +27,7 @@ class HiddenBackend:
 
     name = "hidden"
     default_strength = 0.6
+    strength_range = (0.25, 1.0)  # the benchmark's sweep; 1.0 is the residual the models were trained with
 
     def __init__(self, weights: str | Path | None = None) -> None:
         self.root = Path(weights) if weights else WEIGHTS_DIR

@@ -47,6 +47,7 @@ class RivaganBackend:
 
     name = "rivagan"
     default_strength = 1.0
+    strength_range = (0.25, 1.0)  # a blend towards the encoder's output: above 1 extrapolates past it
 
     def __init__(self) -> None:
         self.encoder, self.decoder = _sessions()
