@@ -66,6 +66,7 @@ class RelearnPoint:
     forget_acc: float
     retain_acc: float
     forget_acc_draws: list[float] = field(default_factory=list)
+    shots: int | None = None  # samples per class actually drawn: fewer than n when a class has fewer to give
 
 
 @dataclass
@@ -324,7 +325,8 @@ def relearn(
             m = _reattach(model, _few_shot(attack, n, seed + 1000 * draw), target, steps, lr, seed + draw)
             forget.append(accuracy(m, test.of_class(target)))
             retain.append(accuracy(m, retained))
-        points.append(RelearnPoint(n, float(np.mean(forget)), float(np.mean(retain)), forget))
+        shots = int(min(n, np.bincount(attack.y, minlength=len(attack.class_names)).min()))
+        points.append(RelearnPoint(n, float(np.mean(forget)), float(np.mean(retain)), forget, shots))
     return points
 
 

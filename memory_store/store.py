@@ -133,6 +133,8 @@ def check_text(value: Any, what: str, *, empty: bool = True) -> str:
         raise ConfigError(f"{what} must be {'' if empty else 'non-empty '}text, got {value!r}"[:200])
     if not T.is_unicode(value):
         raise ConfigError(f"{what} is not valid Unicode (lone surrogates, e.g. undecodable bytes)")
+    if "\x00" in value:  # C code (FTS5's tokenizer, many clients) would see the text end there
+        raise ConfigError(f"{what} contains a NUL character")
     return value
 
 

@@ -116,6 +116,8 @@ def test_audit_retrains_the_oracle_and_reports_json(workdir):
     assert report["forgotten"] == "right" and report["control_class"] == "left"
     assert report["oracle"]["forget_acc"] == 0.0  # the oracle has no output for the class
     assert [p["n"] for p in report["model"]["relearn"]] == [1, 5, 20]
+    # 30 images per class, 20% held out, half of that for the attack: 20 samples are not there to draw
+    assert [p["shots"] for p in report["model"]["relearn"]] == [1, 3, 3]
     assert report["hygiene"]["passed"] is True and report["hygiene"]["prompt_keys"] == []
     assert set(report["checks"]) >= {"retain_delta_le_2pp", "mia_within_oracle_ci", "checkpoint_hygiene"}
     assert 0 <= report["before"]["retain_acc_restricted"] <= 1 and "confidence" in report["mia_before"]

@@ -184,6 +184,7 @@ def test_low_trust_agents_are_not_listed_or_related(store):
         {"content": "ok", "namespace": "proj\n"},
         {"content": "ok", "agent": "bob\n"},
         {"content": "ok", "tags": 5},
+        {"content": "half\x00hidden"},
     ],
 )
 def test_invalid_writes_are_config_errors(store, kwargs):
