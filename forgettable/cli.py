@@ -323,7 +323,7 @@ def render_report(report: AuditReport) -> str:
             row(f"  before forgetting ({stat})", a.auc if a else None, None)
     row("linear-probe AUC", m.probe_auc, o.probe_auc)
     for a, b in zip(m.relearn, o.relearn, strict=True):
-        fewer = f" (only {a.shots} per class)" if a.shots is not None and a.shots < a.n else ""
+        fewer = f", got {a.shots}" if a.shots is not None and a.shots < a.n else ""  # fewer samples to draw
         row(f"re-learn n={a.n}{fewer}: forget acc", a.forget_acc, b.forget_acc)
     if report.hygiene is not None:
         h = report.hygiene

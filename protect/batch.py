@@ -32,7 +32,7 @@ from protect.imageio import (
 )
 from protect.metrics import perturbation_kept, quality_row
 from protect.paths import atomic_write_text
-from protect.report import REPORT_NAME, jsonable, write_html_report, write_json_report
+from protect.report import HTML_NAME, REPORT_NAME, jsonable, write_html_report, write_json_report
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,15 @@ class CopyJob:
             raise ConfigError(
                 f"the reports would go to {self.report_dir}, inside the source; choose another --out"
             )
+        stale = [n for n in (REPORT_NAME, HTML_NAME, PROGRESS_NAME) if (self.dst / n).is_file()]
+        if not self.is_npz and stale:
+            log.warning(
+                "%s holds reports of an earlier version (%s): report.html shows the originals; delete them before "
+                "publishing (reports now go to %s)",
+                self.dst,
+                ", ".join(stale),
+                self.report_dir,
+            )
         try:
             self.report_dir.mkdir(parents=True, exist_ok=True)
             if not self.options.resume:
@@ -108,7 +117,7 @@ class CopyJob:
         of the originals (at CIFAR size, the originals themselves), and the JSON rows and the progress file hold
         local paths. Inside the release they would hand out exactly what the protection withholds.
         """
-        base = self.dst if self.dst.name else self.dst.resolve()
+        base = self.dst if self.dst.name not in ("", ".", "..") else self.dst.resolve()
         return base.with_name((base.stem if self.is_npz else base.name) + "-report")
 
     # -- folders -----------------------------------------------------------------------------------------
@@ -224,8 +233,9 @@ class CopyJob:
         return self._outputs
 
     def _run_key(self) -> dict[str, Any]:
-        """The settings a resumed run must share with the run it continues, as JSON would read them back."""
-        key = {k: v for k, v in self.settings.items() if k not in UNCHECKED_SETTINGS}
+        """The settings a resumed run must share with the run it continues, as JSON would read them back; a
+        setting naming an existing file or folder counts by its absolute path (`x.npz` = `./x.npz` = `/abs/x.npz`)."""
+        key = {k: _canonical(v) for k, v in self.settings.items() if k not in UNCHECKED_SETTINGS}
         key |= {
             "format": self.options.fmt,
             "quality": self.options.quality,
@@ -262,6 +272,12 @@ class CopyJob:
             elif isinstance(row, dict) and "file" in row:
                 rows[row["file"]] = row
         return recorded, list(rows.values())
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, (str, Path)) and str(value) and Path(value).exists():
+        return str(Path(value).resolve())
+    return value
 
 
 def _rel(path: Path, root: Path) -> PurePosixPath:

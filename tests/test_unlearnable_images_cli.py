@@ -336,3 +336,27 @@ def test_reports_never_go_into_the_source(tmp_path):
     res = run([str(src), "--out", str(tmp_path / "photos"), *FAST])
     assert res.exit_code == 2 and "inside the source" in res.output
     assert [p.name for p in src.iterdir()] == ["a.png"]
+
+
+def test_reports_of_a_dotdot_destination_go_beside_it(photos, tmp_path, monkeypatch):
+    (tmp_path / "up" / "sub").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "up" / "sub")
+    assert run([str(photos), "--out", "..", *FAST]).exit_code == 0
+    assert (tmp_path / "up-report" / "protect-report.json").is_file()
+    assert not any(p.name.endswith("-report") for p in (tmp_path / "up").rglob("*"))
+
+
+def test_resume_accepts_the_same_paths_spelled_differently(photos, tmp_path, monkeypatch):
+    from protect.batch import CopyJob, WriteOptions
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gen").mkdir()
+    first = CopyJob(photos, tmp_path / "out", settings={"generator": "gen"}, options=WriteOptions())
+    first.pending()  # records the run's settings
+    again = CopyJob(
+        photos,
+        tmp_path / "out",
+        settings={"generator": str(tmp_path / "gen")},
+        options=WriteOptions(resume=True),
+    )
+    again.pending()  # no "settings differ"

@@ -82,8 +82,8 @@ def embed(
 ) -> None:
     """Write watermarked copies of SRC and a manifest.
 
-    Copies go to --out (originals untouched), with watermark-manifest.json: settings, per-image PSNR/SSIM and
-    how many leaked images recover the message (never the key).
+    Copies go to --out (originals untouched); watermark-manifest.json goes beside it, into OUT-report/: settings,
+    per-image PSNR/SSIM and how many leaked images recover the message (never the key).
 
     \b
     Example:
