@@ -163,6 +163,11 @@ def _claim_verdict(
             f"this key's watermark is present (p = {p:.3g}) but {differ} of {n} bits differ from the claim and "
             "the decoded word fails its CRC (bit errors or a different message): the claim is not confirmed"
         )
+    return _weak_verdict(p, alpha) or ("inconclusive", f"weak evidence (p = {p:.3g} > {alpha:g})")
+
+
+def _weak_verdict(p: float, alpha: float) -> tuple[str, str] | None:
+    """No evidence at all, or a p-value a wrong key matches too; None when neither applies."""
     if p > NO_EVIDENCE:
         return "no-watermark", f"no evidence of this key's watermark (p = {p:.3g})"
     if p <= alpha:
@@ -170,7 +175,7 @@ def _claim_verdict(
             "inconclusive",
             f"p = {p:.3g} but a wrong key does as well: the images may carry another structure",
         )
-    return "inconclusive", f"weak evidence (p = {p:.3g} > {alpha:g})"
+    return None
 
 
 def _crc_verdict(p: float, evidence: bool, valid: bool, missing: list[int], alpha: float) -> tuple[str, str]:
@@ -182,11 +187,4 @@ def _crc_verdict(p: float, evidence: bool, valid: bool, missing: list[int], alph
         )
     if valid and evidence:
         return "match", f"p = {p:.3g} <= {alpha:g}, beyond all wrong-key decodes, CRC valid"
-    if p > NO_EVIDENCE:
-        return "no-watermark", f"no evidence of this key's watermark (p = {p:.3g})"
-    if p <= alpha:
-        return (
-            "inconclusive",
-            f"p = {p:.3g} but a wrong key does as well: the images may carry another structure",
-        )
-    return "inconclusive", "CRC fails: the message cannot be trusted"
+    return _weak_verdict(p, alpha) or ("inconclusive", "CRC fails: the message cannot be trusted")
