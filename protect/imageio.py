@@ -201,17 +201,19 @@ def plan_outputs(
 
     Sources whose mirrored outputs would collide (`a.jpg` and `a.png`, or `a.JPG` and `a.jpg`, compared
     case-insensitively because many disks are) keep their full name: `a.jpg.png`, `a.png.png`; a name that is still
-    taken gets `-2`, `-3`... Everything else keeps the plain mirrored path. Sorted input makes the plan deterministic,
+    taken gets `-2`, `-3`... An output that would have the name of an output folder (`q.jpg` beside a folder `q.png/`)
+    is renamed the same way. Everything else keeps the plain mirrored path. Sorted input makes the plan deterministic,
     so `--resume` finds the same outputs again.
     """
     rels = sorted(set(rels))
     natural = {rel: output_path(dst, rel, fmt) for rel in rels}
     counts = Counter(_fold(path) for path in natural.values())
-    taken = set(counts)
+    folders = {_fold(parent) for path in natural.values() for parent in path.parents}
+    taken = set(counts) | folders
     plan: dict[PurePosixPath, Path] = {}
     for rel in rels:
         path = natural[rel]
-        if counts[_fold(path)] > 1:
+        if counts[_fold(path)] > 1 or _fold(path) in folders:
             path, n = path.with_name(rel.name + path.suffix), 2
             while _fold(path) in taken:
                 path, n = path.with_name(f"{rel.name}-{n}{path.suffix}"), n + 1

@@ -118,3 +118,9 @@ def test_output_plan_disambiguates_same_stem_sources(tmp_path):
         "c/x.png": "c/x.png",
     }
     assert len({p.casefold() for p in plan.values()}) == len(plan)
+
+
+def test_output_plan_never_names_a_file_like_an_output_folder(tmp_path):
+    rels = [PurePosixPath(n) for n in ("q.jpg", "q.png/x.png")]
+    plan = {str(r): p.relative_to(tmp_path).as_posix() for r, p in plan_outputs(tmp_path, rels).items()}
+    assert plan == {"q.jpg": "q.jpg.png", "q.png/x.png": "q.png/x.png"}
