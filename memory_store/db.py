@@ -188,8 +188,8 @@ def connect(path: str | Path, *, busy_timeout: float = 10.0, create: bool = True
         conn.close()
         if _is_locked(e):
             raise IntegrityError(f"memory database {path} is locked by another process: {e}") from e
-        if "malformed" in str(e):  # a SQLite file with a damaged page: `.recover` gets most of it back
-            raise database_error(path, e) from e
+        if any(k in str(e).lower() for k in ("malformed", "full", "disk i/o")):
+            raise database_error(path, e) from e  # a damaged page (`.recover` helps) or a full disk
         raise IntegrityError(
             f"memory database {path} is corrupt or not a SQLite database ({e}); left untouched"
         ) from e
@@ -295,6 +295,10 @@ def database_error(
     if _is_locked(e):
         return IntegrityError(f"{what} {path} is locked by another process ({e}); try again when it is free")
     msg = str(e).lower()
+    if "full" in msg or "disk i/o" in msg:
+        return IntegrityError(
+            f"{what} {path}: cannot write ({e}); free disk space and try again, nothing was lost"
+        )
     if "malformed" in msg or "not a database" in msg or "corrupt" in msg:
         return IntegrityError(
             f"{what} {path} is corrupt ({e}); recover what is readable into a new file with "
@@ -343,13 +347,15 @@ def transaction(conn: sqlite3.Connection, *, busy_timeout: float = 10.0) -> Iter
     try:
         yield conn
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite may have rolled back itself (a full disk): keep its error, not ours
+            conn.execute("ROLLBACK")
         raise
     else:
         try:
             _retry(lambda: conn.execute("COMMIT"), busy_timeout)
         except sqlite3.OperationalError as e:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise IntegrityError(f"could not commit to the memory database ({e}); nothing was written") from e
 
 

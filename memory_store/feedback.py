@@ -65,6 +65,10 @@ class FeedbackLog:
             return IntegrityError(
                 f"feedback database {self.path} is locked by another process ({e}); try again when it is free"
             )
+        if "full" in str(e).lower() or "disk i/o" in str(e).lower():
+            return IntegrityError(
+                f"feedback database {self.path}: cannot write ({e}); free disk space and try again"
+            )
         return IntegrityError(
             f"feedback database {self.path} is unusable ({e}); it holds only ranking feedback: "
             "`protect memory wipe-feedback` deletes and rebuilds it"
@@ -158,7 +162,8 @@ class FeedbackLog:
                 rows = [r for r in rows if r[0] in alive]
             conn.executemany(_INSERT, rows)
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite may have rolled back itself (a full disk): keep its error
+                conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -74,6 +75,7 @@ class CopyJob:
     _thumbs: list[tuple[dict[str, Any], np.ndarray, np.ndarray]] = field(default_factory=list)
     _recorded: dict[str, Any] | None = None
     _outputs: dict[str, Path] | None = None
+    _lock: str | None = None
 
     def __post_init__(self) -> None:
         self.src, self.dst = Path(self.src), Path(self.dst)
@@ -98,6 +100,7 @@ class CopyJob:
             )
         try:
             self.report_dir.mkdir(parents=True, exist_ok=True)
+            self._lock = _lock(self.report_dir, self.dst)
             if not self.options.resume:
                 (self.report_dir / PROGRESS_NAME).unlink(missing_ok=True)
         except OSError as e:
@@ -211,6 +214,9 @@ class CopyJob:
             name=self.options.report_name,
         )
         write_html_report(self.report_dir, self._thumbs, title=f"protect: {self.src} -> {self.dst}")
+        if self._lock is not None:
+            _unlock(self._lock)  # releases the folder for the next run
+            self._lock = None
         return 0 if self.rows else 2
 
     def _record(
@@ -272,6 +278,43 @@ class CopyJob:
             elif isinstance(row, dict) and "file" in row:
                 rows[row["file"]] = row
         return recorded, list(rows.values())
+
+
+_HELD: dict[str, list[int]] = {}  # report folder -> [descriptor, jobs of this process using it]
+
+
+def _lock(folder: Path, dst: Path) -> str | None:
+    """An exclusive lock on the output's report folder against other processes, held until `finish` (or exit).
+
+    Two runs into one folder would interleave their progress records, and a `--resume` could then accept files
+    made with other settings. Jobs of one process share the lock. POSIX only (`fcntl`; no file is created).
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    key = str(folder.resolve())
+    if key in _HELD:
+        _HELD[key][1] += 1
+        return key
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError(
+            f"another protect run is writing to {dst}; wait for it to finish or choose another --out"
+        ) from None
+    _HELD[key] = [fd, 1]
+    return key
+
+
+def _unlock(key: str) -> None:
+    entry = _HELD[key]
+    entry[1] -= 1
+    if not entry[1]:
+        os.close(entry[0])
+        del _HELD[key]
 
 
 def _canonical(value: Any) -> Any:

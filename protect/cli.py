@@ -67,6 +67,14 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except ProtectError as e:
             raise UserError(e) from e
+        except OSError as e:  # a full disk, a vanished folder...: what the user can fix, in one line
+            if logging.getLogger().isEnabledFor(logging.DEBUG):
+                raise
+            where = f": {e.filename}" if e.filename else ""
+            raise click.ClickException(f"{e.strerror or e}{where}") from e
+        except KeyboardInterrupt:  # (a declined confirmation is click.Abort: exit 1, as before)
+            click.echo("Aborted.", err=True)
+            ctx.exit(130)  # 128 + SIGINT, as shells report an interrupted command
 
 
 def _unavailable(name: str) -> click.Command:

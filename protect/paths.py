@@ -10,12 +10,19 @@ from pathlib import Path
 
 import click
 
+from protect.errors import ConfigError
+
 
 def home() -> Path:
     """The user state directory: `$PROTECT_HOME`, else the platform's app dir for "protect"."""
     env = os.environ.get("PROTECT_HOME")
     path = Path(env) if env else Path(click.get_app_dir("protect"))
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(
+            f"cannot use {path} for protect's state ({e.strerror or e}); set PROTECT_HOME to a writable folder"
+        ) from e
     return path
 
 
@@ -27,7 +34,9 @@ def atomic_path(dest: str | os.PathLike[str], *, private: bool = False) -> Itera
     The file gets the mode a plain `open` gives (0666 less the umask), or 0600 with `private`: `mkstemp`'s 0600
     for everything would leave protected photos, which are made to be published, unreadable to a web server.
     """
-    dest = Path(dest)
+    dest = Path(os.path.realpath(dest))  # through a symlink: the link stays, its target is replaced
+    if dest.exists() and not dest.is_file():
+        raise ConfigError(f"{dest} exists and is not a regular file; choose another path")
     dest.parent.mkdir(parents=True, exist_ok=True)
     while True:
         tmp_path = dest.parent / f".{dest.name}.{secrets.token_hex(4)}.tmp{dest.suffix}"

@@ -262,3 +262,17 @@ def test_cli_forget_with_residue_exits_nonzero_and_says_how_to_finish(tmp_path):
     r = CliRunner().invoke(cli, ["memory", "forget", "--query", "quokka", "--yes", *args])
     assert r.exit_code == 0 and b"quokka" not in db.read_bytes()
     assert not os.path.exists(f"{db}-wal") or b"quokka" not in open(f"{db}-wal", "rb").read()
+
+
+def test_a_full_disk_is_reported_as_full_not_corrupt(tmp_path):
+    """SQLite's own error must reach the user: a ROLLBACK after it had already rolled back used to hide it."""
+    db = tmp_path / "m.db"
+    with MemoryStore(db, embedder="tfidf") as s:
+        s.remember(FACTS[0])
+        pages = s.conn.execute("PRAGMA page_count").fetchone()[0]
+        s.conn.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full from here on
+        with pytest.raises(IntegrityError, match="full") as err:
+            s.remember("A long memory that needs new pages " + "word " * 3000)
+        assert "corrupt" not in str(err.value)
+    with MemoryStore(db, embedder="tfidf") as s:
+        assert [m.content for m in s.list_recent()] == [FACTS[0]]

@@ -124,3 +124,32 @@ def test_output_plan_never_names_a_file_like_an_output_folder(tmp_path):
     rels = [PurePosixPath(n) for n in ("q.jpg", "q.png/x.png")]
     plan = {str(r): p.relative_to(tmp_path).as_posix() for r, p in plan_outputs(tmp_path, rels).items()}
     assert plan == {"q.jpg": "q.jpg.png", "q.png/x.png": "q.png/x.png"}
+
+
+def test_atomic_writes_keep_symlinks_and_refuse_special_files(tmp_path):
+    (tmp_path / "real.txt").write_text("old")
+    (tmp_path / "link.txt").symlink_to(tmp_path / "real.txt")
+    atomic_write_text(tmp_path / "link.txt", "new")
+    assert (tmp_path / "link.txt").is_symlink() and (tmp_path / "real.txt").read_text() == "new"
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(ConfigError, match="not a regular file"):
+        atomic_write_text(tmp_path / "dir", "x")
+
+
+def test_interrupt_and_os_errors_are_one_line(tmp_path):
+    """Ctrl-C exits 130 like an interrupted shell command; an OSError (a full disk) is one line, not a traceback."""
+    code = (
+        "import sys, click\n"
+        "from protect.cli import cli\n"
+        "@cli.command()\n"
+        "@click.argument('what')\n"
+        "def boom(what):\n"
+        "    raise KeyboardInterrupt if what == 'int' else OSError(28, 'No space left on device', '/x/out.png')\n"
+        "cli(sys.argv[1:])\n"
+    )
+    for arg, status, line in (
+        ("int", 130, "Aborted."),
+        ("disk", 1, "Error: No space left on device: /x/out.png"),
+    ):
+        res = subprocess.run([sys.executable, "-c", code, "boom", arg], capture_output=True, text=True)
+        assert res.returncode == status and res.stderr.strip() == line, res.stderr

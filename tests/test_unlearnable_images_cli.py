@@ -353,6 +353,7 @@ def test_resume_accepts_the_same_paths_spelled_differently(photos, tmp_path, mon
     (tmp_path / "gen").mkdir()
     first = CopyJob(photos, tmp_path / "out", settings={"generator": "gen"}, options=WriteOptions())
     first.pending()  # records the run's settings
+    first.finish()
     again = CopyJob(
         photos,
         tmp_path / "out",
@@ -360,3 +361,33 @@ def test_resume_accepts_the_same_paths_spelled_differently(photos, tmp_path, mon
         options=WriteOptions(resume=True),
     )
     again.pending()  # no "settings differ"
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="the folder lock is POSIX only")
+def test_a_second_process_cannot_write_into_the_same_output(photos, tmp_path):
+    """Two runs into one folder would interleave their progress; the second one is refused in one line."""
+    import subprocess
+    import sys
+
+    reports = tmp_path / "out-report"
+    reports.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(reports)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        res = run([str(photos), "--out", str(tmp_path / "out"), *FAST])
+        assert res.exit_code == 2 and "another protect run is writing to" in res.output
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run([str(photos), "--out", str(tmp_path / "out"), *FAST]).exit_code == 0
+
+
+HOLD_LOCK = (
+    "import fcntl, os, sys, time\n"
+    "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+    "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+    "print('locked', flush=True)\n"
+    "time.sleep(60)\n"
+)

@@ -175,6 +175,7 @@ def protect_images(
     config, options = config or ProtectConfig(), options or WriteOptions()
     if config.method not in METHODS:
         raise UnknownNameError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
+    resolve_device(config.device)  # a missing accelerator is refused before anything is written
     job = CopyJob(Path(src), Path(dst), settings=asdict(config) | {"format": options.fmt}, options=options)
     try:
         return _protect_job(job, config, callback)

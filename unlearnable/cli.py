@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from protect.batch import WriteOptions
 from protect.cli_options import device_options, epsilon_option, write_options
-from protect.devices import PRECISIONS
+from protect.devices import PRECISIONS, resolve_device
 from protect.errors import ConfigError
 from protect.imageio import check_destination, find_images, load_npz
 from unlearnable.api import DEFAULT_STEPS, METHODS, ProtectConfig, protect_images
@@ -147,6 +147,7 @@ def images(
         precision=precision,
     )
     check_surrogate(surrogate)
+    resolve_device(device)  # before the progress bar: a missing accelerator is one line, nothing else
     if dry_run:
         _dry_run(src, dst, f"method {method}, epsilon {config.eps_levels}/255")
         return
