@@ -31,7 +31,7 @@ from forgettable.config import ForgettableConfig
 from forgettable.forget import plan_forgetting, remaining_ids
 from forgettable.lora import add_lora
 from protect.devices import resolve_device
-from protect.errors import ConfigError, IntegrityError
+from protect.errors import ConfigError, IntegrityError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -238,8 +238,9 @@ class PreForgettableModel(nn.Module):
             model = cls(config)
             model.load_state_dict(weights)
         except (TypeError, RuntimeError, ConfigError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise IntegrityError(f"{directory}: checkpoint does not match its config.json ({first})") from e
+            raise IntegrityError(
+                f"{directory}: checkpoint does not match its config.json ({one_line(e)})"
+            ) from e
         model.recipe = dict(meta.get("recipe", {}))
         model.forgetting_log = list(meta.get("forgetting_log", []))
         model.optimizer_state = optimizer

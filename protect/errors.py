@@ -32,3 +32,9 @@ class UnreadableImageError(ProtectError):
 
 class OfflineError(ProtectError):
     """Pretrained weights are not cached and cannot be fetched (no network)."""
+
+
+def one_line(error: BaseException, limit: int = 240) -> str:
+    """An exception's message on one line, cut to `limit` characters (state_dict errors run to hundreds of lines)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from protect.errors import ConfigError, IntegrityError
+from protect.errors import ConfigError, IntegrityError, one_line
 from protect.paths import atomic_path, atomic_write_text
 
 CONFIG_NAME = "config.json"
@@ -147,5 +147,5 @@ class HiddenModel(nn.Module):
         try:
             model.load_state_dict(state)
         except RuntimeError as e:
-            raise IntegrityError(f"weights in {d} do not match its config: {str(e).splitlines()[0]}") from e
+            raise IntegrityError(f"weights in {d} do not match its config: {one_line(e)}") from e
         return model.eval()

@@ -25,7 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from protect.errors import ConfigError, IntegrityError, UnknownNameError
+from protect.errors import ConfigError, IntegrityError, UnknownNameError, one_line
 from protect.paths import atomic_path, atomic_write_text
 
 CONFIG_NAME = "config.json"
@@ -274,9 +274,3 @@ def load_generator(directory: str | Path) -> nn.Module:
     except (OSError, RuntimeError, SafetensorError) as e:
         raise IntegrityError(f"cannot load {directory}/{WEIGHTS_NAME}: {one_line(e)}") from e
     return generator.eval()
-
-
-def one_line(error: BaseException, limit: int = 240) -> str:
-    """An exception's message on one line, cut to `limit` characters (state_dict errors run to hundreds of lines)."""
-    text = " ".join(str(error).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."

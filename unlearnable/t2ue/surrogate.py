@@ -27,9 +27,8 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from protect.errors import ConfigError, IntegrityError, OfflineError
+from protect.errors import ConfigError, IntegrityError, OfflineError, one_line
 from protect.paths import atomic_path, atomic_write_text
-from unlearnable.t2ue.generator import one_line
 
 log = logging.getLogger(__name__)
 
