@@ -11,7 +11,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ from protect.imageio import (
     load_npz,
     output_path,
     plan_outputs,
+    relative,
     save_image,
     save_npz,
 )
@@ -131,12 +132,12 @@ class CopyJob:
         if not self.src.is_dir():
             raise ConfigError(f"{self.src} is neither a folder nor an .npz file")
         files = find_images(self.src)
-        plan = self._plan()
+        plan = self._plan(files)
         if self.options.resume:
             self._check_resume()
             self.rows = [r for r in self.rows if r.get("file") in plan and plan[r["file"]].exists()]
         done = {r["file"] for r in self.rows}
-        todo = [p for p in files if _rel(p, self.src).as_posix() not in done]
+        todo = [p for p in files if relative(p, self.src).as_posix() not in done]
         lines = [json.dumps({"run": self._run_key()}, default=jsonable)]
         atomic_write_text(
             self.report_dir / PROGRESS_NAME, "\n".join(lines + [json.dumps(r) for r in self.rows]) + "\n"
@@ -176,7 +177,6 @@ class CopyJob:
             **({"note": picture.meta["note"]} if "note" in picture.meta else {}),
             **extra,
         }
-        row["unchanged"] = row["linf"] == 0
         if self.options.fmt in LOSSY_FORMATS:
             row["perturbation_kept"] = round(perturbation_kept(picture.pixels, protected, saved), 4)
         self._record(row, picture.pixels, saved)
@@ -200,7 +200,6 @@ class CopyJob:
                 "height": int(a.shape[0]),
                 **quality_row(a, b),
             }
-            row["unchanged"] = row["linf"] == 0
             self._record(row, a, b, progress=False)
 
     # -- reports -----------------------------------------------------------------------------------------
@@ -230,10 +229,13 @@ class CopyJob:
                 fh.write(json.dumps(row) + "\n")
                 fh.flush()
 
-    def _plan(self) -> dict[str, Path]:
-        """Output path of every source file (by its path relative to SRC), collisions resolved up front."""
+    def _plan(self, files: list[Path] | None = None) -> dict[str, Path]:
+        """Output path of every source file (by its path relative to SRC), collisions resolved up front; `files`
+        is SRC's listing when the caller already has it."""
         if self._outputs is None:
-            rels = [_rel(p, self.src) for p in find_images(self.src)] if self.src.is_dir() else []
+            if files is None:
+                files = find_images(self.src) if self.src.is_dir() else []
+            rels = [relative(p, self.src) for p in files]
             plan = plan_outputs(self.dst, rels, self.options.fmt)
             self._outputs = {rel.as_posix(): path for rel, path in plan.items()}
         return self._outputs
@@ -321,7 +323,3 @@ def _canonical(value: Any) -> Any:
     if isinstance(value, (str, Path)) and str(value) and Path(value).exists():
         return str(Path(value).resolve())
     return value
-
-
-def _rel(path: Path, root: Path) -> PurePosixPath:
-    return PurePosixPath(path.relative_to(root).as_posix())

@@ -108,6 +108,11 @@ def find_images(src: str | Path) -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
+def relative(path: Path, root: str | Path) -> PurePosixPath:
+    """`path` relative to `root`, in POSIX form: how sources are keyed in outputs, reports and `--resume`."""
+    return PurePosixPath(Path(path).relative_to(root).as_posix())
+
+
 def load_image(path: str | Path, *, root: str | Path | None = None, keep_exif: bool = False) -> Picture:
     """Decode one image file; raises `UnreadableImageError` with the reason if it cannot be read.
 
@@ -118,7 +123,7 @@ def load_image(path: str | Path, *, root: str | Path | None = None, keep_exif: b
     clip them to garbage while the report claimed a small change.
     """
     path = Path(path)
-    rel = PurePosixPath(path.relative_to(root).as_posix()) if root else PurePosixPath(path.name)
+    rel = relative(path, root) if root else PurePosixPath(path.name)
     try:
         with Image.open(path) as im:
             im.load()

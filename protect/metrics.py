@@ -38,10 +38,12 @@ def perturbation_kept(original: np.ndarray, intended: np.ndarray, saved: np.ndar
 
 
 def quality_row(original: np.ndarray, saved: np.ndarray) -> dict[str, float | int]:
-    """The per-image quality fields every report carries."""
+    """The per-image quality fields every report carries; `unchanged` flags a copy identical to its original."""
     p = psnr(original, saved)
+    change = linf(original, saved)
     return {
         "psnr": round(p, 3) if np.isfinite(p) else None,
         "ssim": round(ssim(original, saved), 5),
-        "linf": linf(original, saved),
+        "linf": change,
+        "unchanged": change == 0,
     }

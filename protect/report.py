@@ -40,7 +40,7 @@ def write_json_report(
             "protected": len(rows),
             "skipped": len(skipped),
             "max_linf": max((r["linf"] for r in rows), default=0),
-            "unchanged": sum(1 for r in rows if r.get("linf") == 0),
+            "unchanged": sum(1 for r in rows if r.get("unchanged")),
             "mean_psnr": round(float(np.mean(finite)), 3) if finite else None,
         },
         "images": rows,
