@@ -318,6 +318,7 @@ def relearn(
     shared-head row is reused and tuned) optimised with Adam on n samples of every class; the rest frozen.
     Averaged over `draws` independent draws of the samples and of the prompt's initialisation."""
     retained = _subset(test, [name for name in test.class_names if name != target])
+    smallest = np.bincount(attack.y, minlength=len(attack.class_names)).min()  # per class, to draw from
     points = []
     for n in ns:
         forget, retain = [], []
@@ -325,7 +326,7 @@ def relearn(
             m = _reattach(model, _few_shot(attack, n, seed + 1000 * draw), target, steps, lr, seed + draw)
             forget.append(accuracy(m, test.of_class(target)))
             retain.append(accuracy(m, retained))
-        shots = int(min(n, np.bincount(attack.y, minlength=len(attack.class_names)).min()))
+        shots = int(min(n, smallest))
         points.append(RelearnPoint(n, float(np.mean(forget)), float(np.mean(retain)), forget, shots))
     return points
 

@@ -104,7 +104,7 @@ def write_checkpoint(
         here = Path.cwd().resolve()
         if here == dest or dest in here.parents:
             raise ConfigError(f"{directory} is or holds the current folder: run this from outside it")
-    stale = stale_copies(dest) if dest.exists() else []
+    stale = stale_copies(dest)  # superseded versions, removed once the new folder is in place
     dest.parent.mkdir(parents=True, exist_ok=True)
     blobs = {
         WEIGHTS: save(_plain(weights), metadata={"format": "pt"}),

@@ -21,7 +21,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 from memory_store import auth
-from memory_store.store import DEFAULT_NAMESPACE, MemoryStore
+from memory_store.store import DEFAULT_NAMESPACE, MAX_ID, MemoryStore
 from protect.errors import ProtectError
 
 Text = Annotated[str, Field(min_length=1, max_length=16_000)]
@@ -29,7 +29,7 @@ Query = Annotated[str, Field(max_length=4_000)]
 Namespace = Annotated[str, Field(pattern=r"^[\w.:@/+-]{1,128}$")]
 Tag = Annotated[str, Field(min_length=1, max_length=64)]
 Limit = Annotated[int, Field(ge=1, le=100)]
-MemoryId = Annotated[int, Field(ge=0, le=2**63 - 1)]  # SQLite's rowid range: larger ids fail as one line
+MemoryId = Annotated[int, Field(ge=0, le=MAX_ID)]  # SQLite's rowid range: larger ids fail as one line
 
 
 def canonical_agent(name: str | None) -> str:

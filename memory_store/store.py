@@ -58,7 +58,7 @@ _KEYWORD_WEIGHT = {"minilm": 0.8, "tfidf": 0.9}
 # weight of the session prior (`MemoryStore._session_prior`), chosen the same way
 _SESSION_WEIGHT = {"minilm": 0.4, "tfidf": 0.2}
 _MIN_COMMON_DOCS = 20  # a word in fewer memories than this is never "common"
-_MAX_ID = 2**63 - 1  # SQLite's largest rowid
+MAX_ID = 2**63 - 1  # SQLite's largest rowid
 _F = TypeVar("_F", bound=Any)
 
 
@@ -122,7 +122,7 @@ def check_name(value: str, what: str) -> str:
 
 def check_id(value: Any) -> int:
     """A memory id: an int SQLite can hold (a bool, str or float is refused, not coerced)."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_ID:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
         raise ConfigError(f"memory ids must be integers from 0 to 2**63-1, got {value!r}")
     return value
 

@@ -103,9 +103,7 @@ def add_noise(pixels: np.ndarray, delta: np.ndarray, eps: float) -> np.ndarray:
     Refuses delta that is non-finite or exceeds eps; rounding to 8 bits is clipped to the cap, so a saved copy never
     changes more than eps allows (e.g. eps 0.03 = 7.65/255 gives at most 7, not a rounded-up 8).
     """
-    if not np.isfinite(delta).all():
-        raise IntegrityError("the noise contains NaN or infinite values; regenerate it")
-    largest = float(np.abs(delta).max(initial=0.0))
+    largest = largest_change(delta)
     if largest > eps + TOLERANCE:
         raise IntegrityError(
             f"perturbation of {largest * 255:.2f}/255 exceeds the bound {eps * 255:.2f}/255; the noise is invalid"
@@ -123,6 +121,13 @@ def add_noise(pixels: np.ndarray, delta: np.ndarray, eps: float) -> np.ndarray:
     return np.clip(pixels.astype(np.int16) + change, 0, 255).astype(np.uint8)
 
 
+def largest_change(delta: np.ndarray) -> float:
+    """max |delta|, after refusing NaN and infinities (they pass through every clip and compare as false)."""
+    if not np.isfinite(delta).all():
+        raise IntegrityError("the noise contains NaN or infinite values; regenerate it")
+    return float(np.abs(delta).max(initial=0.0))
+
+
 def cap_levels(eps: float) -> int:
     """The largest whole 8-bit change within eps (8/255 -> 8, 0.03 -> 7)."""
     return math.floor(eps * 255 + TOLERANCE * 255)
@@ -135,8 +140,7 @@ def check_noise(noise: NoiseSet, cap: float) -> None:
     """
     if not (isinstance(cap, (int, float)) and math.isfinite(cap) and 0 < cap <= 1):
         raise ConfigError(f"the epsilon cap must lie in (0, 1], got {cap!r}")
-    if not np.isfinite(noise.delta).all():
-        raise IntegrityError("the noise file contains NaN or infinite values; regenerate it")
+    largest = largest_change(noise.delta)
     claimed = noise.meta.get("eps")
     if claimed is not None:
         try:
@@ -150,7 +154,6 @@ def check_noise(noise: NoiseSet, cap: float) -> None:
                 f"the noise file's bound {claimed * 255:.2f}/255 exceeds the cap --epsilon {cap * 255:.2f}/255; "
                 "refusing it (raise --epsilon only if you trust where the noise came from)"
             )
-    largest = float(np.abs(noise.delta).max(initial=0.0))
     if largest > cap + TOLERANCE:
         raise ConfigError(
             f"the noise changes pixels by up to {largest * 255:.2f}/255, above the cap --epsilon "

@@ -183,7 +183,7 @@ def noise(
     "dst",
     required=True,
     type=click.Path(path_type=Path),
-    help="Destination folder (or .npz for an .npz source); must lie outside SRC.",
+    help="Destination folder (or .npz for an .npz source); may neither lie inside SRC nor contain it.",
 )
 @epsilon_option(
     "Largest change per pixel to allow: noise claiming or making more is refused (its own bound is not trusted)."

@@ -104,9 +104,8 @@ class NoiseGenPipeline:
             z = torch.stack([z_for(seed, k, self.generator.z_shape) for k in keys]).to(device)
             # 3. generate at the native size; bilinear resizing is a convex combination, so |delta| <= eps still holds
             delta = self.generator(emb, z, states, mask)
-            if not torch.isfinite(
-                delta
-            ).all():  # clamp lets NaN through: corrupt weights must not become noise
+            # tanh and clamp let NaN through: corrupt weights must not become noise
+            if not torch.isfinite(delta).all():
                 raise IntegrityError(
                     "the generator produced NaN or infinite noise; its weights are corrupt, retrain it"
                 )
