@@ -204,6 +204,8 @@ def test_same_stem_sources_get_distinct_outputs(tmp_path):
     for i, name in enumerate(["a.jpg", "a.png", "b.png"]):
         save_random(src / name, seed=i)
     out = tmp_path / "out"
+    planned = run([str(src), "--out", str(out), "--dry-run"]).output
+    assert f"a.jpg -> {out / 'a.jpg.png'}" in planned and f"b.png -> {out / 'b.png'}" in planned
     assert run([str(src), "--out", str(out), *FAST]).exit_code == 0
     outputs = sorted(Path(r["output"]).name for r in report_of(out)["images"])
     assert outputs == ["a.jpg.png", "a.png.png", "b.png"]

@@ -12,7 +12,7 @@ from protect.batch import WriteOptions
 from protect.cli_options import device_options, epsilon_option, write_options
 from protect.devices import PRECISIONS, resolve_device
 from protect.errors import ConfigError
-from protect.imageio import check_destination, find_images, load_npz
+from protect.imageio import check_destination, find_images, load_npz, plan_outputs, relative
 from unlearnable.api import DEFAULT_STEPS, METHODS, ProtectConfig, protect_images
 from unlearnable.labels import LABEL_MODES
 from unlearnable.surrogates import check_surrogate
@@ -126,7 +126,7 @@ def images(
     check_destination(src, dst)
     options = WriteOptions(fmt=fmt, quality=quality, keep_exif=keep_exif, resume=resume)
     if dry_run and method == "t2ue":
-        _dry_run(src, dst, f"method t2ue, epsilon cap {round(epsilon * 255)}/255")
+        _dry_run(src, dst, fmt, f"method t2ue, epsilon cap {round(epsilon * 255)}/255")
         return
     if method == "t2ue":
         job = _t2ue(src, dst, generator, captions, seed, device, epsilon, options)
@@ -149,7 +149,7 @@ def images(
     check_surrogate(surrogate)
     resolve_device(device)  # before the progress bar: a missing accelerator is one line, nothing else
     if dry_run:
-        _dry_run(src, dst, f"method {method}, epsilon {config.eps_levels}/255")
+        _dry_run(src, dst, fmt, f"method {method}, epsilon {config.eps_levels}/255")
         return
     total = config.steps if config.steps is not None else DEFAULT_STEPS[method]
     with tqdm(total=total, desc=f"protect {method}", unit="pass", file=sys.stderr, dynamic_ncols=True) as bar:
@@ -195,7 +195,8 @@ def _unchanged_warning(unchanged: int, total: int) -> str:
     )
 
 
-def _dry_run(src: Path, dst: Path, what: str) -> None:
+def _dry_run(src: Path, dst: Path, fmt: str, what: str) -> None:
+    """List what a run would write, with the output path each source would get (the real plan, collisions resolved)."""
     if src.is_file():
         data = load_npz(src)
         click.echo(f"would protect {len(data.x)} images {data.x.shape[1:]} from {src} -> {dst} ({what})")
@@ -203,13 +204,14 @@ def _dry_run(src: Path, dst: Path, what: str) -> None:
     files = find_images(src)
     if not files:
         raise ConfigError(f"no images (jpg, png, webp, tif, bmp, heic) found in {src}")
-    folders = sorted({f.relative_to(src).parts[0] for f in files if len(f.relative_to(src).parts) > 1})
+    rels = [relative(f, src) for f in files]
+    folders = sorted({rel.parts[0] for rel in rels if len(rel.parts) > 1})
     click.echo(
         f"would protect {len(files)} file(s) from {src} -> {dst} ({what}, "
         f"class folders: {', '.join(folders) or 'none'})"
     )
-    for f in files:
-        click.echo(f"  {f.relative_to(src)}")
+    for rel, out in plan_outputs(dst, rels, fmt).items():
+        click.echo(f"  {rel} -> {out}")
 
 
 def _t2ue(
