@@ -6,7 +6,7 @@ the class prompts after CLS (no positional embedding, as in the paper, so their 
 
 Names: `tiny-vit-32` / `tiny-vit-8` (our ViT, JSON configs in `model_configs/`, trained from scratch),
 `open_clip:MODEL[:TAG]` (visual tower) and `torchvision:NAME` (e.g. `vit_b_16`). Pretrained weights are
-fetched and cached by those libraries under `protect.paths.home()`, only when a model is first trained;
+fetched once by those libraries into `protect.weights.cache_dir`, only when a model is first trained;
 loading a saved model never touches the network.
 """
 
@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from protect.errors import ConfigError, OfflineError, UnknownNameError
-from protect.paths import home
+from protect.errors import ConfigError, UnknownNameError
+from protect.weights import cache_dir, fetch_error
 
 log = logging.getLogger(__name__)
 
@@ -163,10 +163,6 @@ def list_backbones() -> list[str]:
     return ["tiny-vit", *tiny_vit_names(), "open_clip:MODEL[:TAG]", "torchvision:NAME"]
 
 
-def _offline(spec: str, error: BaseException) -> OfflineError:
-    return OfflineError(f"cannot fetch pretrained weights for {spec} (no network and not cached?): {error}")
-
-
 def _open_clip_config(name: str, tag: str) -> dict[str, Any]:
     """open_clip's architecture config for `name`, after checking the model name and weight tag."""
     import open_clip
@@ -187,13 +183,13 @@ def _open_clip(name: str, tag: str, pretrained: bool) -> OpenCLIPVisual:
 
     cfg = _open_clip_config(name, tag)
     if pretrained and tag:
-        cache = home() / "weights" / "open_clip"
+        cache = cache_dir("open_clip")
         try:
             model = open_clip.create_model(
                 name, pretrained=tag, cache_dir=str(cache), require_pretrained=True
             )
         except (OSError, RuntimeError, ValueError) as e:
-            raise _offline(f"open_clip:{name}:{tag}", e) from e
+            raise fetch_error(f"open_clip:{name}:{tag}", e, cache) from e
         return OpenCLIPVisual(model.visual)
     # Rebuild the tower the tag would load (QuickGELU for OpenAI weights); weights come from the checkpoint.
     quick = cfg.get("quick_gelu", False) or bool(
@@ -215,11 +211,11 @@ def _torchvision(name: str, pretrained: bool) -> TorchvisionViT:
     if not hasattr(vit, "class_token"):
         raise ConfigError(f"torchvision:{name} is not a VisionTransformer")
     if pretrained:
-        weights = torchvision.models.get_model_weights(name).DEFAULT
+        weights, cache = torchvision.models.get_model_weights(name).DEFAULT, cache_dir("torchvision")
         try:
-            state = weights.get_state_dict(progress=False, model_dir=str(home() / "weights" / "torchvision"))
+            state = weights.get_state_dict(progress=False, model_dir=str(cache))
         except (OSError, RuntimeError, ValueError) as e:
-            raise _offline(f"torchvision:{name}", e) from e
+            raise fetch_error(f"torchvision:{name}", e, cache) from e
         vit.load_state_dict(state)
     return TorchvisionViT(vit)
 

@@ -10,7 +10,7 @@ import torch
 from forgettable.backbones import create_backbone_from_spec, list_backbones, resolve_architecture
 from forgettable.config import ForgettableConfig
 from forgettable.model import PreForgettableModel
-from protect.errors import OfflineError, UnknownNameError
+from protect.errors import ConfigError, OfflineError, UnknownNameError
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +66,13 @@ def test_lora_starts_as_the_identity_and_only_touches_q_and_v():
 
 def test_pretrained_weights_without_network_raise_offline_error():
     with pytest.raises(OfflineError, match="cannot fetch pretrained weights for torchvision:vit_b_16"):
+        create_backbone_from_spec("torchvision:vit_b_16", arch={}, pretrained=True)
+
+
+def test_unusable_weights_cache_is_a_config_error(tmp_path, monkeypatch):
+    (tmp_path / "weights").write_text("not a folder")
+    monkeypatch.setenv("PROTECT_HOME", str(tmp_path))
+    with pytest.raises(ConfigError, match="cannot use the weights cache for torchvision:vit_b_16"):
         create_backbone_from_spec("torchvision:vit_b_16", arch={}, pretrained=True)
 
 

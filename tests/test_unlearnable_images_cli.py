@@ -160,19 +160,31 @@ def test_dry_run_writes_nothing(photos, tmp_path):
 @pytest.mark.parametrize(
     "spec, message",
     [
-        ("torchvision:resnet18", "Error: cannot fetch torchvision resnet18 weights"),
+        ("torchvision:resnet18", "Error: cannot fetch pretrained weights for torchvision:resnet18"),
         ("open_clip:RN50:nonexistent", "Error: open_clip RN50 has no pretrained tag 'nonexistent'"),
         ("bogus", "Error: unknown surrogate 'bogus'"),
     ],
 )
-def test_surrogate_errors_are_one_line_when_offline(photos, tmp_path, monkeypatch, spec, message):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-cache"))  # nothing cached
+def test_surrogate_errors_are_one_line_when_offline(photos, tmp_path, spec, message):
     res = CliRunner().invoke(
         cli, ["images", str(photos), "--out", str(tmp_path / "o"), "--surrogate", spec, *FAST]
     )
     assert res.exit_code in (1, 2)
     errors = [line for line in res.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and errors[0].startswith(message)
+
+
+def test_unusable_weights_cache_is_not_blamed_on_the_network(photos, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "weights").write_text("a file where the cache folder should be")
+    monkeypatch.setenv("PROTECT_HOME", str(home))
+    args = ["images", str(photos), "--out", str(tmp_path / "o"), "--surrogate", "torchvision:resnet18", *FAST]
+    res = CliRunner().invoke(cli, args)
+    errors = [line for line in res.output.splitlines() if line.startswith("Error:")]
+    assert res.exit_code == 2 and len(errors) == 1
+    assert errors[0].startswith("Error: cannot use the weights cache for torchvision:resnet18")
+    assert "PROTECT_HOME" in errors[0] and not (tmp_path / "o").exists()
 
 
 def report_of(out: Path) -> dict:

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from protect.devices import autocast
-from protect.errors import OfflineError, UnknownNameError
+from protect.errors import UnknownNameError
+from protect.weights import cache_dir, fetch_error
 from unlearnable.resnet import small_resnet
 from unlearnable.victim import augment, normalize
 
@@ -135,12 +136,13 @@ def _open_clip(rest: str, device: torch.device) -> Surrogate:
     import open_clip
 
     model_name, _, tag = rest.partition(":")
+    cache = cache_dir("open_clip")
     try:
-        model, _, _ = open_clip.create_model_and_transforms(model_name, pretrained=tag, device=device)
+        model, _, _ = open_clip.create_model_and_transforms(
+            model_name, pretrained=tag, device=device, cache_dir=str(cache)
+        )
     except (RuntimeError, OSError) as e:
-        raise OfflineError(
-            f"cannot fetch open_clip weights {model_name}:{tag} (offline? fetch them once with network access)"
-        ) from e
+        raise fetch_error(f"open_clip:{rest}", e, cache) from e
     model.eval().requires_grad_(False)
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else int(size)
@@ -156,13 +158,14 @@ def _open_clip(rest: str, device: torch.device) -> Surrogate:
 def _torchvision(device: torch.device) -> Surrogate:
     import torchvision
 
+    net, cache = torchvision.models.resnet18(weights=None), cache_dir("torchvision")
     try:
-        net = torchvision.models.resnet18(weights=torchvision.models.ResNet18_Weights.DEFAULT)
+        state = torchvision.models.ResNet18_Weights.DEFAULT.get_state_dict(
+            progress=False, model_dir=str(cache)
+        )
     except (OSError, RuntimeError) as e:  # URLError is an OSError
-        raise OfflineError(
-            f"cannot fetch torchvision resnet18 weights: {e.__class__.__name__} "
-            "(offline? fetch them once with network access)"
-        ) from e
+        raise fetch_error("torchvision:resnet18", e, cache) from e
+    net.load_state_dict(state)
     net.fc = nn.Identity()
     net = net.to(device).eval().requires_grad_(False)
     mean = torch.tensor((0.485, 0.456, 0.406), device=device).view(1, 3, 1, 1)

@@ -27,8 +27,9 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from protect.errors import ConfigError, IntegrityError, OfflineError, one_line
+from protect.errors import ConfigError, IntegrityError, one_line
 from protect.paths import atomic_path, atomic_write_text
+from protect.weights import cache_dir, fetch_error
 
 log = logging.getLogger(__name__)
 
@@ -210,15 +211,13 @@ def load_open_clip(name: str, pretrained: str | None, *, device: str | torch.dev
     """A pretrained open_clip model (e.g. `ViT-B-32`, `openai`): fetched once into open_clip's cache, then offline."""
     if name not in open_clip.list_models():
         raise ConfigError(f"unknown open_clip model {name!r}; see open_clip.list_models()")
+    cache = cache_dir("open_clip")
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
-            name, pretrained=pretrained, device=device
+            name, pretrained=pretrained, device=device, cache_dir=str(cache)
         )
-    except (
-        OSError,
-        RuntimeError,
-    ) as e:  # network failures surface as OSError/RuntimeError from the hub client
-        raise OfflineError(f"cannot load open_clip {name} / {pretrained}: {e}") from e
+    except (OSError, RuntimeError) as e:  # the hub client's network failures are OSErrors
+        raise fetch_error(f"open_clip:{name}:{pretrained}", e, cache) from e
     size = model.visual.image_size
     size = int(size[0] if isinstance(size, (tuple, list)) else size)
     mean = tuple(getattr(model.visual, "image_mean", None) or OPENAI_DATASET_MEAN)

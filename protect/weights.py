@@ -1,0 +1,44 @@
+"""Pretrained weights (open_clip, torchvision): one cache folder under protect's home, one error for a failed fetch.
+
+Every command that takes a pretrained model fetches it through its library once, into `cache_dir(library)`, and
+runs offline afterwards. A fetch fails for one of two reasons the user can fix differently: the cache folder cannot be
+written (a full disk, a read-only or misplaced `PROTECT_HOME`), or the weights are not cached and there is no network.
+`fetch_error` tells them apart, so an unusable cache is never blamed on the network.
+"""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+from protect.errors import ConfigError, OfflineError, ProtectError, one_line
+from protect.paths import home
+
+# A file-system errno means the cache folder is the problem; network failures carry none of these.
+_CACHE_ERRNOS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.ENOTDIR,
+    errno.EEXIST,
+}
+
+
+def cache_dir(library: str) -> Path:
+    """Where `library` ("open_clip", "torchvision") keeps the weights it fetched for protect."""
+    return home() / "weights" / library
+
+
+def fetch_error(spec: str, error: BaseException, cache: Path) -> ProtectError:
+    """The one-line error for weights of `spec` that could not be fetched or loaded into `cache`."""
+    if isinstance(error, OSError) and error.errno in _CACHE_ERRNOS:
+        where = error.filename or cache
+        return ConfigError(
+            f"cannot use the weights cache for {spec} at {where} ({error.strerror}); "
+            "free some space or set PROTECT_HOME to a writable folder"
+        )
+    return OfflineError(
+        f"cannot fetch pretrained weights for {spec} (no network and not cached in {cache}?): {one_line(error)}"
+    )
