@@ -33,7 +33,7 @@ from protect.imageio import (
     save_npz,
 )
 from protect.metrics import perturbation_kept, quality_row
-from protect.paths import atomic_write_text
+from protect.paths import atomic_write_text, remove_temp_leftovers
 from protect.report import HTML_NAME, REPORT_NAME, jsonable, write_html_report, write_json_report
 
 log = logging.getLogger(__name__)
@@ -102,12 +102,24 @@ class CopyJob:
         try:
             self.report_dir.mkdir(parents=True, exist_ok=True)
             self._lock = _lock(self.report_dir, self.dst)
+            if self._lock is None or _HELD[self._lock][1] == 1:  # no other job of ours is writing here
+                self._remove_leftovers()
             if not self.options.resume:
                 (self.report_dir / PROGRESS_NAME).unlink(missing_ok=True)
         except OSError as e:
             raise ConfigError(f"cannot write to {self.report_dir}: {e.strerror or e}") from e
         if self.options.resume:
             self._recorded, self.rows = self._read_progress()
+
+    def _remove_leftovers(self) -> None:
+        """Temporary files of a killed earlier run go before this one starts: they must not be published."""
+        if self.is_npz:
+            removed = remove_temp_leftovers(self.dst.parent, dest_name=self.dst.name)
+        else:
+            removed = remove_temp_leftovers(self.dst)
+        removed += remove_temp_leftovers(self.report_dir)
+        if removed:
+            log.info("removed %d temporary file(s) left by an interrupted run", len(removed))
 
     @property
     def is_npz(self) -> bool:

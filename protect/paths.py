@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +53,29 @@ def atomic_path(dest: str | os.PathLike[str], *, private: bool = False) -> Itera
         os.replace(tmp_path, dest)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+_TEMP_NAME = re.compile(r"\.(?P<dest>.+)\.[0-9a-f]{8}\.tmp(\.[^.]+)?")
+
+
+def remove_temp_leftovers(folder: str | os.PathLike[str], *, dest_name: str | None = None) -> list[Path]:
+    """Delete the temporary files `atomic_path` left in `folder` (and below) because its process was killed.
+
+    They are half-written or unrenamed copies, and a folder meant for publishing should not carry them. A live
+    writer's temporary file looks the same, so call this only while holding the folder's lock. `dest_name` limits
+    it to the leftovers of one destination file (for a folder that also holds other things).
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    pattern = "**/.*.tmp*" if dest_name is None else f".{dest_name}.*.tmp*"
+    removed = []
+    for path in root.glob(pattern):
+        match = _TEMP_NAME.fullmatch(path.name)
+        if match and path.is_file() and not path.is_symlink() and dest_name in (None, match["dest"]):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def atomic_write_bytes(dest: str | os.PathLike[str], data: bytes) -> None:

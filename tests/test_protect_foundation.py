@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from protect.cli import cli
 from protect.errors import ConfigError
 from protect.imageio import check_destination, load_npz, plan_outputs
-from protect.paths import atomic_path, atomic_write_text
+from protect.paths import atomic_path, atomic_write_text, remove_temp_leftovers
 
 
 def test_atomic_write_keeps_old_file_when_the_block_fails(tmp_path):
@@ -23,6 +23,21 @@ def test_atomic_write_keeps_old_file_when_the_block_fails(tmp_path):
         raise RuntimeError("killed")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temp file left behind
+
+
+def test_temp_leftovers_of_a_killed_write_are_removed_and_nothing_else(tmp_path):
+    """What a kill inside `atomic_path` leaves is removed; other destinations' temps and look-alikes stay."""
+    kill = (
+        "import os, sys; from protect.paths import atomic_path\n"
+        "with atomic_path(sys.argv[1]) as tmp:\n    tmp.write_bytes(b'half'); os._exit(9)"
+    )
+    for name in ("x.npz", "y.npz"):
+        subprocess.run([sys.executable, "-c", kill, str(tmp_path / name)], check=False)
+    (tmp_path / ".notes.tmp").write_text("a user's file")
+    x_temp, y_temp = (next(tmp_path.glob(f".{n}.*.tmp.npz")) for n in ("x.npz", "y.npz"))
+    assert remove_temp_leftovers(tmp_path, dest_name="x.npz") == [x_temp]
+    assert y_temp.exists() and remove_temp_leftovers(tmp_path) == [y_temp]
+    assert [p.name for p in tmp_path.iterdir()] == [".notes.tmp"]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")

@@ -108,9 +108,15 @@ def test_resume_redoes_only_unfinished_files(photos, tmp_path):
     (out / "dogs" / "1.png").unlink()  # as if the run had been killed before writing it
     with open(out.with_name("out-report") / ".protect-progress.jsonl", "a") as fh:
         fh.write('{"source": "cut off')  # a line cut by the kill
+    half = out / "dogs" / ".1.png.0123abcd.tmp.png"  # the kill's half-written temporary file
+    half.write_bytes(b"\x89PNG half")
+    mine = [out / ".keep", out / "cats" / ".notes.tmp"]  # not ours: left alone
+    for path in mine:
+        path.write_text("user file")
     res = run([str(photos), "--out", str(out), "--resume", *FAST])
     assert res.exit_code == 0, res.output
     assert (out / "dogs" / "1.png").exists() and done.stat().st_mtime_ns == stamp
+    assert not half.exists() and all(path.exists() for path in mine)
     report = json.loads((out.with_name(out.name + "-report") / "protect-report.json").read_text())
     assert report["summary"]["protected"] == 9
 
