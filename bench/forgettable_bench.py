@@ -3,7 +3,7 @@
 For scikit-learn's digits (8x8) and the shared CIFAR-10 subset (32x32), in two regimes:
 - `frozen`: a tiny ViT is first trained (plain CE) on classes 5-9 (all their images: no audit uses them), frozen,
   then LoRA q/v + prompts + head are learned on classes 0-4 (the paper's condition: the backbone was pretrained
-  on other classes and never saw the forgotten one);
+  on other classes and never saw the forgotten one); `--frozen-tuning prompts` learns prompts + head only;
 - `joint`: everything is trained together from scratch on classes 0-4 (shared weights see every class).
 Recipe (not the paper's 10 epochs at constant lr, which leaves these from-scratch ViTs under-trained): patch 4,
 Adam with 5% warm-up + cosine decay; digits 150 epochs at batch 16 with random 1-pixel shifts; CIFAR 40 epochs
@@ -133,11 +133,12 @@ def run_setting(
     recipe: Recipe,
     backbone_state: dict | None,
     relearn_steps: int,
+    frozen_tuning: str = "lora",
 ) -> dict:
     name = train.class_names[FORGET]
     seed = recipe.seed
     recipe = replace(recipe, holdout_fraction=0.0)
-    tuning = "lora" if backbone_state is not None else "full"
+    tuning = frozen_tuning if backbone_state is not None else "full"
     start = time.perf_counter()
     pf = fit(
         train,
@@ -198,7 +199,8 @@ def auc(m: dict, stat: str) -> str:
 
 
 def _key(r: dict) -> list[str]:
-    return [r["dataset"], r["regime"], r["head"]]
+    regime = r["regime"] if r.get("tuning", "lora") in ("lora", "full") else f"{r['regime']} ({r['tuning']})"
+    return [r["dataset"], regime, r["head"]]
 
 
 def markdown(rows: list[dict], command: str, seconds: float) -> str:
@@ -334,6 +336,12 @@ def main() -> None:
         default=1.0,
         help="Weight of the paper's KL-to-uniform term (0 ablates it).",
     )
+    parser.add_argument(
+        "--frozen-tuning",
+        choices=["lora", "prompts"],
+        default="lora",
+        help="What the frozen regime trains besides prompts and head: LoRA q/v (paper) or nothing.",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "forgettable"))
@@ -377,6 +385,7 @@ def main() -> None:
                         recipe=recipe,
                         backbone_state=state,
                         relearn_steps=args.relearn_steps,
+                        frozen_tuning=args.frozen_tuning,
                     )
                 )
                 partial = {"rows": rows, "args": vars(args), "seconds": time.perf_counter() - begin}

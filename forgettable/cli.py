@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from forgettable.config import TUNINGS
 from protect.cli_options import device_options
 from protect.errors import ConfigError, UnreadableImageError
 
@@ -42,10 +43,11 @@ def model() -> None:
 )
 @click.option(
     "--tuning",
-    type=click.Choice(["auto", "lora", "full"]),
+    type=click.Choice(["auto", *TUNINGS]),
     default="auto",
     show_default=True,
-    help="lora: frozen backbone + LoRA q/v (paper); full: train everything; auto: full from scratch.",
+    help="lora: frozen backbone + LoRA q/v (paper); full: train everything; prompts: frozen backbone, only "
+    "prompts and head (nothing shared learns the class); auto: full from scratch, lora otherwise.",
 )
 @click.option(
     "--head",

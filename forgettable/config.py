@@ -12,7 +12,7 @@ from typing import Any
 
 from protect.errors import ConfigError, IntegrityError
 
-TUNINGS = ("lora", "full")
+TUNINGS = ("lora", "full", "prompts")
 HEADS = ("shared", "prompt_tied")
 
 
@@ -23,8 +23,9 @@ class ForgettableConfig:
     Args:
         class_names: one name per class id.
         backbone: `tiny-vit-32`, `tiny-vit-8`, `open_clip:MODEL[:TAG]` or `torchvision:NAME`.
-        tuning: `lora` (frozen backbone + LoRA on attention q/v, as in the paper) or `full`
-            (every weight trained).
+        tuning: `lora` (frozen backbone + LoRA on attention q/v, as in the paper), `full` (every weight
+            trained) or `prompts` (frozen backbone, only prompts and head trained: no weight that every class
+            uses learns from the class, so less of it survives the prompt's deletion).
         head: `shared` (one linear head, as in the paper) or `prompt_tied` (logit_c = <g(h), u(P_c)>: deleting
             the prompt deletes the class's head row too).
         present: class ids whose prompt is still in the bank (None: all).

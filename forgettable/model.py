@@ -5,7 +5,8 @@ Hendrix et al., "Pre-Forgettable Models: Prompt Learning as a Native Mechanism f
 transformer next to the image tokens; training teaches the model to predict c only when P[c] is present and to
 output the uniform distribution when it is absent, so deleting P[c] forgets c without a gradient step.
 
-Faithful: prompts without positional embedding, LoRA r=4 on attention q/v (or full fine-tuning), a shared
+Faithful: prompts without positional embedding, LoRA r=4 on attention q/v (or full fine-tuning; or, our option,
+prompt tuning alone, which keeps the class out of the shared LoRA weights), a shared
 linear head producing all C logits, nothing masked. Changed: prompts sit right after CLS and we read index 0
 (the released code read a prompt's output until 2025-12-17); the final LayerNorm is applied (the code skips
 it); forgetting physically deletes the prompt and the optimiser state (the code only drops it at inference);
@@ -61,8 +62,9 @@ class PreForgettableModel(nn.Module):
         if backbone_state is not None:
             self.backbone.load_state_dict(backbone_state)
         dim = self.backbone.dim
-        if config.tuning == "lora":
+        if config.tuning in ("lora", "prompts"):
             self.backbone.requires_grad_(False)
+        if config.tuning == "lora":
             add_lora(self.backbone.attentions(), rank=config.lora_rank, alpha=config.lora_alpha)
         # Named tensors `prompts.<id>`: model.safetensors shows which classes are still there.
         self.prompts = nn.ParameterDict(

@@ -193,7 +193,8 @@ def fit(
     Args:
         backbone: `tiny-vit` (from scratch), `open_clip:MODEL:TAG` or `torchvision:NAME` (pretrained, fetched
             on first use).
-        tuning: `lora` (frozen backbone, paper), `full`, or `auto` (`full` from scratch, `lora` otherwise).
+        tuning: `lora` (frozen backbone, paper), `full`, `prompts` (frozen backbone, prompts and head only), or
+            `auto` (`full` from scratch, `lora` otherwise).
         backbone_state: start from these backbone weights (e.g. trained on other classes); recorded by hash.
         arch: overrides of the tiny-ViT sizes (dim, depth, ...).
     """

@@ -14,7 +14,7 @@ from forgettable.config import ForgettableConfig
 from forgettable.data import LabeledImages
 from forgettable.forget import forget_checkpoint
 from forgettable.model import PreForgettableModel
-from forgettable.train import Recipe, augment, fit, kl_to_uniform, learning_rate, prompt_sets
+from forgettable.train import Recipe, augment, fit, kl_to_uniform, learning_rate, prompt_sets, train_model
 from protect.errors import ConfigError, UnknownNameError
 
 NAMES = ["ring", "bar", "dot", "cross"]
@@ -142,6 +142,24 @@ def test_prompt_tied_head_deletes_the_class_row():
         logits = after(x)
     assert torch.isinf(logits[:, 1]).all() and torch.isfinite(logits[:, [0, 2, 3]]).all()
     assert (after.predict_proba(synthetic(3).x)[:, 1] == 0).all()
+
+
+def test_prompt_tuning_trains_nothing_every_class_shares_but_the_head(tmp_path):
+    """`tuning="prompts"`: the backbone stays bit-identical, no LoRA is added, prompts and head learn."""
+    torch.manual_seed(0)
+    cfg = ForgettableConfig(
+        NAMES, backbone="tiny-vit-8", image_size=8, channels=1, patch_size=2, tuning="prompts", **TINY
+    )
+    model = PreForgettableModel(cfg)
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    train_model(model, synthetic(), recipe=Recipe(epochs=3, batch_size=32, lr=3e-3, seed=0))
+    after = model.state_dict()
+    assert all(".parametrizations." not in k for k in after)
+    changed = {k for k, v in after.items() if not torch.equal(v, before[k])}
+    assert changed and all(k.startswith(("prompts.", "head.")) for k in changed)
+    assert {f"prompts.{c}" for c in range(len(NAMES))} <= changed
+    model.save_pretrained(tmp_path / "m")
+    assert PreForgettableModel.from_pretrained(tmp_path / "m").config.tuning == "prompts"
 
 
 def test_prompt_sets_never_use_own_class_as_distractor():
