@@ -193,6 +193,22 @@ def test_unusable_weights_cache_is_not_blamed_on_the_network(photos, tmp_path, m
     assert "PROTECT_HOME" in errors[0] and not (tmp_path / "o").exists()
 
 
+def test_beo_on_one_owners_photos_says_what_the_benchmark_measured(tmp_path):
+    """A flat folder is one class: BEO runs against the bundled references, which measured no protection."""
+    src = tmp_path / "mine"
+    for i in range(3):
+        save_random(src / f"{i}.png", seed=i)
+    beo = CliRunner().invoke(cli, ["images", str(src), "--out", str(tmp_path / "b"), *FAST])
+    assert beo.exit_code == 0 and "prefer --method em" in beo.stderr
+    em = CliRunner().invoke(cli, ["images", str(src), "--out", str(tmp_path / "e"), "--method", "em", *FAST])
+    assert em.exit_code == 0 and "prefer --method em" not in em.output
+
+
+def test_beo_on_class_folders_has_no_owner_note(photos, tmp_path):
+    res = CliRunner().invoke(cli, ["images", str(photos), "--out", str(tmp_path / "o"), *FAST])
+    assert res.exit_code == 0 and "prefer --method em" not in res.output
+
+
 def report_of(out: Path) -> dict:
     return json.loads((out.with_name(out.name + "-report") / "protect-report.json").read_text())
 
