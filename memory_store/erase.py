@@ -153,7 +153,8 @@ def forget(
         store.feedback.forget(chosen)
     except ProtectError as e:
         raise IntegrityError(
-            f"erased {len(chosen)} memories, but their ranking-feedback rows remain: {e}"
+            f"erased {len(chosen)} memories, but their ranking-feedback rows (ids and query hashes, no text) "
+            f"remain until the next recall or forget finds the file free: {e}"
         ) from e
     receipt.wal_truncated = db.compact(conn) and store.feedback.compact()
     receipt.vacuumed = True

@@ -58,6 +58,7 @@ class FeedbackLog:
         self._conn: sqlite3.Connection | None = None
         self._pending: list[tuple[object, ...]] = []
         self._salt: str | None = None
+        self._swept = False  # orphan rows (of memories erased while this file was locked) removed once
 
     def _error(self, e: sqlite3.DatabaseError) -> IntegrityError:
         """One line naming this file; a damaged one is only ranking feedback, so `wipe-feedback` rebuilds it."""
@@ -160,12 +161,30 @@ class FeedbackLog:
             if self.existing is not None:
                 alive = self.existing({int(r[0]) for r in rows})  # type: ignore[call-overload]
                 rows = [r for r in rows if r[0] in alive]
+            if not self._swept:
+                self._delete(self._orphans())
             conn.executemany(_INSERT, rows)
         except BaseException:
             if conn.in_transaction:  # SQLite may have rolled back itself (a full disk): keep its error
                 conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        self._swept = True
+
+    def _orphans(self) -> list[int]:
+        """Memory ids with feedback rows but no memory: erased while this file was locked or damaged."""
+        if self.existing is None:
+            return []
+        ids = {int(r[0]) for r in self.conn.execute("SELECT DISTINCT memory_id FROM recalls")}
+        return sorted(ids - self.existing(ids)) if ids else []
+
+    def _delete(self, memory_ids: list[int]) -> int:
+        removed = 0
+        for k in range(0, len(memory_ids), 500):
+            chunk = memory_ids[k : k + 500]
+            sql = f"DELETE FROM recalls WHERE memory_id IN ({','.join('?' * len(chunk))})"
+            removed += self.conn.execute(sql, chunk).rowcount
+        return removed
 
     def served(self, memory_ids: list[int] | None = None) -> int:
         self.flush()
@@ -179,23 +198,16 @@ class FeedbackLog:
             raise self._error(e) from e
 
     def forget(self, memory_ids: list[int]) -> int:
-        """Delete the feedback rows of erased memories (buffered ones too); returns how many were stored."""
+        """Delete the feedback rows of erased memories (buffered ones too), and those of memories an earlier
+        erasure could not reach because this file was locked; returns how many rows of `memory_ids` were stored."""
         gone = set(memory_ids)
         self._pending = [r for r in self._pending if r[0] not in gone]
-        removed = 0
         try:
-            for k in range(0, len(memory_ids), 500):
-                chunk = memory_ids[k : k + 500]
-                marks = ",".join("?" * len(chunk))
-                cur = _retry(
-                    lambda c=chunk, m=marks: self.conn.execute(
-                        f"DELETE FROM recalls WHERE memory_id IN ({m})", c
-                    ),
-                    self.busy_timeout,
-                )
-                removed += cur.rowcount
+            removed = _retry(lambda: self._delete(sorted(gone)), self.busy_timeout)
+            _retry(lambda: self._delete(self._orphans()), self.busy_timeout)
         except sqlite3.DatabaseError as e:
             raise self._error(e) from e
+        self._swept = True
         return removed
 
     def compact(self) -> bool:

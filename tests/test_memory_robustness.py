@@ -157,6 +157,26 @@ def test_locked_feedback_db_keeps_recall_working(tmp_path):
         assert s.feedback.served() == 71
 
 
+def test_feedback_of_a_memory_erased_while_the_file_was_locked_goes_with_the_next_write(tmp_path):
+    db, fb = tmp_path / "m.db", tmp_path / "m.feedback.db"
+    with MemoryStore(db, embedder="tfidf", busy_timeout=0.2) as s:
+        gone, kept = s.remember(FACTS[0]).id, s.remember(FACTS[1]).id
+        s.recall("staging port")
+        s.recall("deploys workflow")
+        s.feedback.flush()
+        other = sqlite3.connect(fb, isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(IntegrityError, match="remain until the next recall or forget"):
+            s.forget(ids=[gone])
+        other.execute("ROLLBACK")
+        other.close()
+    assert {r[0] for r in sqlite3.connect(fb).execute("SELECT memory_id FROM recalls")} == {gone, kept}
+    with MemoryStore(db, embedder="tfidf") as s:
+        s.recall("deploys workflow")  # its rows are written at close, and the orphans go in that transaction
+    ids = [r[0] for r in sqlite3.connect(fb).execute("SELECT memory_id FROM recalls")]
+    assert gone not in ids and kept in ids
+
+
 # ------------------------------------------------------------------ 4. low-trust agents
 def test_low_trust_agents_are_not_listed_or_related(store):
     store.remember("The build cache lives in the shared build folder", agent="user")
