@@ -33,12 +33,24 @@ def cache_dir(library: str) -> Path:
 
 def fetch_error(spec: str, error: BaseException, cache: Path) -> ProtectError:
     """The one-line error for weights of `spec` that could not be fetched or loaded into `cache`."""
-    if isinstance(error, OSError) and error.errno in _CACHE_ERRNOS:
-        where = error.filename or cache
+    cause = _cache_cause(error)
+    if cause is not None:
         return ConfigError(
-            f"cannot use the weights cache for {spec} at {where} ({error.strerror}); "
+            f"cannot use the weights cache for {spec} at {cause.filename or cache} ({cause.strerror}); "
             "free some space or set PROTECT_HOME to a writable folder"
         )
     return OfflineError(
         f"cannot fetch pretrained weights for {spec} (no network and not cached in {cache}?): {one_line(error)}"
     )
+
+
+def _cache_cause(error: BaseException) -> OSError | None:
+    """The file-system error behind `error`, if any: libraries re-raise it (open_clip as a RuntimeError
+    "Failed to download weights"), so the whole `__cause__` / `__context__` chain is searched."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in _CACHE_ERRNOS:
+            return error
+        error = error.__cause__ or error.__context__
+    return None

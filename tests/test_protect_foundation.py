@@ -168,3 +168,21 @@ def test_interrupt_and_os_errors_are_one_line(tmp_path):
     ):
         res = subprocess.run([sys.executable, "-c", code, "boom", arg], capture_output=True, text=True)
         assert res.returncode == status and res.stderr.strip() == line, res.stderr
+
+
+def test_a_cache_error_wrapped_by_the_library_is_still_a_cache_error(tmp_path):
+    """open_clip re-raises a failed download as RuntimeError; the disk error behind it must still show."""
+    import errno
+
+    from protect.errors import OfflineError
+    from protect.weights import fetch_error
+
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "w.bin"))
+        except OSError:  # as open_clip's download_pretrained does: the OSError is only the __context__
+            raise RuntimeError("Failed to download weights for tag 'x'")  # noqa: B904
+    except RuntimeError as wrapped:
+        error = fetch_error("open_clip:M:x", wrapped, tmp_path)
+    assert isinstance(error, ConfigError) and "No space left" in str(error) and "PROTECT_HOME" in str(error)
+    assert isinstance(fetch_error("open_clip:M:x", RuntimeError("timed out"), tmp_path), OfflineError)
