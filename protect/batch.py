@@ -76,7 +76,8 @@ class CopyJob:
     _thumbs: list[tuple[dict[str, Any], np.ndarray, np.ndarray]] = field(default_factory=list)
     _recorded: dict[str, Any] | None = None
     _outputs: dict[str, Path] | None = None
-    _lock: str | None = None
+    _locks: list[str] = field(default_factory=list)
+    _sweep: bool = False  # remove a killed run's temporary files once the outputs are planned
 
     def __post_init__(self) -> None:
         self.src, self.dst = Path(self.src), Path(self.dst)
@@ -101,9 +102,7 @@ class CopyJob:
             )
         try:
             self.report_dir.mkdir(parents=True, exist_ok=True)
-            self._lock = _lock(self.report_dir, self.dst)
-            if self._lock is None or _HELD[self._lock][1] == 1:  # no other job of ours is writing here
-                self._remove_leftovers()
+            self._take_locks()
             if not self.options.resume:
                 (self.report_dir / PROGRESS_NAME).unlink(missing_ok=True)
         except OSError as e:
@@ -111,13 +110,24 @@ class CopyJob:
         if self.options.resume:
             self._recorded, self.rows = self._read_progress()
 
-    def _remove_leftovers(self) -> None:
-        """Temporary files of a killed earlier run go before this one starts: they must not be published."""
-        if self.is_npz:
-            removed = remove_temp_leftovers(self.dst.parent, dest_name=self.dst.name)
-        else:
-            removed = remove_temp_leftovers(self.dst)
-        removed += remove_temp_leftovers(self.report_dir)
+    def _take_locks(self) -> None:
+        """Lock the report folder and, if it exists, the real output folder (a symlinked `--out` is the same
+        output); the first job of this process to hold them may clear a killed run's temporary files."""
+        targets = [self.report_dir] + ([self.dst] if self.dst.is_dir() else [])
+        fresh = []
+        for folder in targets:
+            key = _lock(folder, self.dst)
+            if key is not None:
+                self._locks.append(key)
+                fresh.append(_HELD[key][1] == 1)
+        self._sweep = bool(fresh) and all(fresh)  # without fcntl (no lock) nothing is swept
+        if self._sweep:
+            mine = [self.report_dir / n for n in (REPORT_NAME, HTML_NAME, PROGRESS_NAME)]
+            self._remove_leftovers(mine + ([self.dst] if self.is_npz else []))
+
+    def _remove_leftovers(self, dests: list[Path]) -> None:
+        """Temporary files a killed earlier run left for these outputs go first: they must not be published."""
+        removed = remove_temp_leftovers(dests)
         if removed:
             log.info("removed %d temporary file(s) left by an interrupted run", len(removed))
 
@@ -225,9 +235,9 @@ class CopyJob:
             name=self.options.report_name,
         )
         write_html_report(self.report_dir, self._thumbs, title=f"protect: {self.src} -> {self.dst}")
-        if self._lock is not None:
-            _unlock(self._lock)  # releases the folder for the next run
-            self._lock = None
+        for key in self._locks:
+            _unlock(key)  # releases the folders for the next run
+        self._locks.clear()
         return 0 if self.rows else 2
 
     def _record(
@@ -250,6 +260,8 @@ class CopyJob:
             rels = [relative(p, self.src) for p in files]
             plan = plan_outputs(self.dst, rels, self.options.fmt)
             self._outputs = {rel.as_posix(): path for rel, path in plan.items()}
+            if self._sweep:
+                self._remove_leftovers(list(plan.values()))
         return self._outputs
 
     def _run_key(self) -> dict[str, Any]:
@@ -294,7 +306,7 @@ class CopyJob:
         return recorded, list(rows.values())
 
 
-_HELD: dict[str, list[int]] = {}  # report folder -> [descriptor, jobs of this process using it]
+_HELD: dict[str, list[int]] = {}  # locked folder -> [descriptor, jobs of this process using it]
 
 
 def _lock(folder: Path, dst: Path) -> str | None:

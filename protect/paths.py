@@ -6,7 +6,7 @@ import contextlib
 import os
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import click
@@ -58,23 +58,26 @@ def atomic_path(dest: str | os.PathLike[str], *, private: bool = False) -> Itera
 _TEMP_NAME = re.compile(r"\.(?P<dest>.+)\.[0-9a-f]{8}\.tmp(\.[^.]+)?")
 
 
-def remove_temp_leftovers(folder: str | os.PathLike[str], *, dest_name: str | None = None) -> list[Path]:
-    """Delete the temporary files `atomic_path` left in `folder` (and below) because its process was killed.
+def remove_temp_leftovers(dests: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Delete the temporary files `atomic_path` left for these destinations because its process was killed.
 
-    They are half-written or unrenamed copies, and a folder meant for publishing should not carry them. A live
-    writer's temporary file looks the same, so call this only while holding the folder's lock. `dest_name` limits
-    it to the leftovers of one destination file (for a folder that also holds other things).
+    They are half-written or unrenamed copies, and a folder meant for publishing should not carry them. Only the
+    temporaries of the given destinations are touched (beside their real paths, as `atomic_path` makes them), and a
+    live writer's looks the same: call this only while holding the lock that keeps other writers of them out.
     """
-    root = Path(folder)
-    if not root.is_dir():
-        return []
-    pattern = "**/.*.tmp*" if dest_name is None else f".{dest_name}.*.tmp*"
+    by_folder: dict[Path, set[str]] = {}
+    for dest in dests:
+        real = Path(os.path.realpath(dest))
+        by_folder.setdefault(real.parent, set()).add(real.name)
     removed = []
-    for path in root.glob(pattern):
-        match = _TEMP_NAME.fullmatch(path.name)
-        if match and path.is_file() and not path.is_symlink() and dest_name in (None, match["dest"]):
-            path.unlink(missing_ok=True)
-            removed.append(path)
+    for folder, names in by_folder.items():
+        if not folder.is_dir():
+            continue
+        for path in folder.glob(".*.tmp*"):
+            match = _TEMP_NAME.fullmatch(path.name)
+            if match and match["dest"] in names and path.is_file() and not path.is_symlink():
+                path.unlink(missing_ok=True)
+                removed.append(path)
     return removed
 
 

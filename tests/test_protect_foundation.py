@@ -35,9 +35,10 @@ def test_temp_leftovers_of_a_killed_write_are_removed_and_nothing_else(tmp_path)
         subprocess.run([sys.executable, "-c", kill, str(tmp_path / name)], check=False)
     (tmp_path / ".notes.tmp").write_text("a user's file")
     x_temp, y_temp = (next(tmp_path.glob(f".{n}.*.tmp.npz")) for n in ("x.npz", "y.npz"))
-    assert remove_temp_leftovers(tmp_path, dest_name="x.npz") == [x_temp]
-    assert y_temp.exists() and remove_temp_leftovers(tmp_path) == [y_temp]
-    assert [p.name for p in tmp_path.iterdir()] == [".notes.tmp"]
+    assert remove_temp_leftovers([tmp_path / "x.npz"]) == [x_temp]
+    (tmp_path / "link.npz").symlink_to(tmp_path / "y.npz")  # a temp lies beside the link's target
+    assert y_temp.exists() and remove_temp_leftovers([tmp_path / "link.npz"]) == [y_temp]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".notes.tmp", "link.npz"]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")

@@ -420,6 +420,26 @@ def test_a_second_process_cannot_write_into_the_same_output(photos, tmp_path):
     assert run([str(photos), "--out", str(tmp_path / "out"), *FAST]).exit_code == 0
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="the folder lock is POSIX only")
+def test_a_symlinked_out_is_the_same_output_for_the_lock(photos, tmp_path):
+    """A run into `link` (-> `out`) would clear the temporary files of a live run into `out`: it is refused."""
+    import subprocess
+    import sys
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "out")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(tmp_path / "out")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        res = run([str(photos), "--out", str(tmp_path / "link"), *FAST])
+        assert res.exit_code == 2 and "another protect run is writing to" in res.output
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 HOLD_LOCK = (
     "import fcntl, os, sys, time\n"
     "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
