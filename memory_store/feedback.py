@@ -43,6 +43,8 @@ class FeedbackLog:
     `existing(ids)` returns which of `ids` are still memories: each flush writes rows only for those, checked
     inside the feedback write transaction, so a row buffered here for a memory another process erased is
     never written back (that process deletes feedback rows after its erasure commits, under the same lock).
+    `owner()` is the main database's id: rows of memories it no longer has are swept only from a feedback file
+    that database owns (`notes.db` and `notes.sqlite` would share `notes.feedback.db`).
     """
 
     def __init__(
@@ -51,10 +53,12 @@ class FeedbackLog:
         *,
         busy_timeout: float = 10.0,
         existing: Callable[[set[int]], set[int]] | None = None,
+        owner: Callable[[], str] | None = None,
     ) -> None:
         self.path = path
         self.busy_timeout = busy_timeout
         self.existing = existing
+        self.owner = owner
         self._conn: sqlite3.Connection | None = None
         self._pending: list[tuple[object, ...]] = []
         self._salt: str | None = None
@@ -143,37 +147,52 @@ class FeedbackLog:
         rows = self._pending
         if not rows:
             return
+        owner = None if self._swept else self._owner_id()  # before taking the lock
         conn = self.conn
         try:
             conn.execute("PRAGMA busy_timeout = 0")  # poll the lock here, for at most `timeout`
-            _retry(lambda: self._write(rows), self.busy_timeout if timeout is None else timeout)
+            _retry(lambda: self._write(rows, owner), self.busy_timeout if timeout is None else timeout)
         except sqlite3.DatabaseError as e:
             raise self._error(e) from e
         finally:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         self._pending = self._pending[len(rows) :]
 
-    def _write(self, rows: list[tuple[object, ...]]) -> None:
-        """One transaction: take the write lock, drop rows of memories erased meanwhile, insert the rest."""
+    def _write(self, rows: list[tuple[object, ...]], owner: str | None = None) -> None:
+        """One transaction: take the write lock, drop rows of memories erased meanwhile, insert the rest; with
+        `owner`, first delete the rows of memories erased while this file was locked."""
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             if self.existing is not None:
                 alive = self.existing({int(r[0]) for r in rows})  # type: ignore[call-overload]
                 rows = [r for r in rows if r[0] in alive]
-            if not self._swept:
-                self._delete(self._orphans())
+            if owner is not None:
+                self._delete(self._orphans(owner))
             conn.executemany(_INSERT, rows)
         except BaseException:
             if conn.in_transaction:  # SQLite may have rolled back itself (a full disk): keep its error
                 conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-        self._swept = True
+        self._swept = self._swept or owner is not None
 
-    def _orphans(self) -> list[int]:
-        """Memory ids with feedback rows but no memory: erased while this file was locked or damaged."""
-        if self.existing is None:
+    def _owner_id(self) -> str | None:
+        """The main database's id, or None (no sweep this time) when it cannot be read."""
+        if self.owner is None:
+            return None
+        try:
+            return self.owner()
+        except ProtectError as e:
+            log.warning("feedback rows of earlier erasures not swept yet: %s", e)
+            return None
+
+    def _orphans(self, owner: str) -> list[int]:
+        """Memory ids with feedback rows but no memory: erased while this file was locked or damaged. None unless
+        this file belongs to `owner` (the first database to sweep it claims it)."""
+        self.conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('owner', ?)", (owner,))
+        (claimed,) = self.conn.execute("SELECT value FROM meta WHERE key='owner'").fetchone()
+        if self.existing is None or claimed != owner:
             return []
         ids = {int(r[0]) for r in self.conn.execute("SELECT DISTINCT memory_id FROM recalls")}
         return sorted(ids - self.existing(ids)) if ids else []
@@ -204,10 +223,15 @@ class FeedbackLog:
         self._pending = [r for r in self._pending if r[0] not in gone]
         try:
             removed = _retry(lambda: self._delete(sorted(gone)), self.busy_timeout)
-            _retry(lambda: self._delete(self._orphans()), self.busy_timeout)
         except sqlite3.DatabaseError as e:
             raise self._error(e) from e
-        self._swept = True
+        owner = self._owner_id()
+        if owner is not None:
+            try:  # best effort: these memories are gone already, a later write sweeps again
+                _retry(lambda: self._delete(self._orphans(owner)), self.busy_timeout)
+                self._swept = True
+            except sqlite3.DatabaseError as e:
+                log.warning("feedback rows of earlier erasures not swept yet: %s", self._error(e))
         return removed
 
     def compact(self) -> bool:

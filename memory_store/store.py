@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import re
+import secrets
 import sqlite3
 import threading
 import time
@@ -299,7 +300,9 @@ class MemoryStore:
             self.embedder.name
         ]
         feedback_path = None if self.path is None else self.path.with_name(self.path.stem + ".feedback.db")
-        self.feedback = FeedbackLog(feedback_path, busy_timeout=busy_timeout, existing=self._existing)
+        self.feedback = FeedbackLog(
+            feedback_path, busy_timeout=busy_timeout, existing=self._existing, owner=self._store_id
+        )
         self._indexes: dict[str | None, vectors.VectorIndex] = {}
         self._lock = threading.RLock()
         self._community_cache: dict[str, tuple[Any, dict[int, int]]] = {}
@@ -322,6 +325,18 @@ class MemoryStore:
     def close(self) -> None:
         self.feedback.close()
         self.conn.close()
+
+    @_guard
+    def _store_id(self) -> str:
+        """A random id of this database, made on first use (its feedback file records which database it serves)."""
+        stored = db.get_meta(self.conn, "store_id")
+        if stored is None:
+            with db.transaction(self.conn, busy_timeout=self.busy_timeout):
+                self.conn.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', ?)", (secrets.token_hex(16),)
+                )
+            stored = db.get_meta(self.conn, "store_id")
+        return str(stored)
 
     @_guard
     def _existing(self, ids: set[int]) -> set[int]:

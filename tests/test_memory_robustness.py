@@ -177,6 +177,36 @@ def test_feedback_of_a_memory_erased_while_the_file_was_locked_goes_with_the_nex
     assert gone not in ids and kept in ids
 
 
+def test_the_sweep_never_touches_feedback_of_another_database(tmp_path):
+    """`notes.db` and `notes.sqlite` share `notes.feedback.db`: only its owner may sweep it."""
+    with MemoryStore(tmp_path / "notes.db", embedder="tfidf") as a:
+        for fact in FACTS:
+            a.remember(fact)
+        a.recall("staging port")
+        a.recall("deploys workflow")
+    fb = tmp_path / "notes.feedback.db"
+    before = sorted(r[0] for r in sqlite3.connect(fb).execute("SELECT memory_id FROM recalls"))
+    with MemoryStore(tmp_path / "notes.sqlite", embedder="tfidf") as b:
+        b.remember(FACTS[2])
+        b.recall("pytest before commit")  # b's first write: a's rows are not b's orphans
+    after = sorted(r[0] for r in sqlite3.connect(fb).execute("SELECT memory_id FROM recalls"))
+    assert after == sorted([*before, 1])
+
+
+def test_a_failed_sweep_does_not_fail_the_forget(tmp_path, caplog):
+    with MemoryStore(tmp_path / "m.db", embedder="tfidf") as s:
+        mid = s.remember(FACTS[0]).id
+        s.recall("staging port")
+
+        def broken() -> str:
+            raise IntegrityError("main database unreadable for the sweep")
+
+        s.feedback.owner = broken
+        with caplog.at_level(logging.WARNING):
+            assert s.forget(ids=[mid]).ids == [mid]
+        assert "not swept yet" in caplog.text and s.feedback.served([mid]) == 0
+
+
 # ------------------------------------------------------------------ 4. low-trust agents
 def test_low_trust_agents_are_not_listed_or_related(store):
     store.remember("The build cache lives in the shared build folder", agent="user")
