@@ -204,9 +204,18 @@ def test_beo_on_one_owners_photos_says_what_the_benchmark_measured(tmp_path):
     assert em.exit_code == 0 and "prefer --method em" not in em.output
 
 
-def test_beo_on_class_folders_has_no_owner_note(photos, tmp_path):
+@pytest.mark.parametrize("chunk_images", [None, 2])
+def test_class_folders_are_protected_against_each_other_in_every_chunk(
+    photos, tmp_path, monkeypatch, chunk_images
+):
+    """Chunks (for memory) deal the classes round-robin: a one-class chunk would only see the reference images."""
+    if chunk_images:
+        monkeypatch.setattr("unlearnable.api.CHUNK_BYTES", chunk_images * 2 * 20 * 24 * 3)
     res = CliRunner().invoke(cli, ["images", str(photos), "--out", str(tmp_path / "o"), *FAST])
     assert res.exit_code == 0 and "prefer --method em" not in res.output
+    runs = report_of(tmp_path / "o")["settings"]["runs"]
+    assert len(runs) >= (3 if chunk_images else 1)
+    assert all(run["reference_anchors"] == 0 and run["classes"] == ["cats", "dogs"] for run in runs[:-1])
 
 
 def report_of(out: Path) -> dict:

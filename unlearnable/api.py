@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Sequence
@@ -145,6 +146,12 @@ def protect_arrays(
 
 
 def _chunks(pictures: list[Picture]) -> list[list[Picture]]:
+    """Memory-bounded chunks of a folder, its classes dealt round-robin so that every chunk holds all of them (a
+    chunk of one class would be protected against the reference images instead of against the other classes)."""
+    by_class: dict[str | None, list[Picture]] = {}
+    for pic in pictures:
+        by_class.setdefault(pic.label, []).append(pic)
+    pictures = [p for group in itertools.zip_longest(*by_class.values()) for p in group if p is not None]
     chunks: list[list[Picture]] = [[]]
     used = 0.0
     if not pictures:

@@ -15,6 +15,7 @@ from protect.errors import ConfigError
 from protect.imageio import check_destination, find_images, load_npz, plan_outputs, relative
 from unlearnable.api import DEFAULT_STEPS, METHODS, ProtectConfig, protect_images
 from unlearnable.labels import LABEL_MODES
+from unlearnable.reference import REFERENCE_PREFIX
 from unlearnable.surrogates import check_surrogate
 
 
@@ -163,8 +164,7 @@ def images(
         job = protect_images(src, dst, config=config, options=options, callback=progress)
     status = job.finish()
     _summary(job)
-    runs = job.settings.get("runs", [job.settings.get("run", {})])
-    if method == "beo" and any(run.get("reference_anchors") for run in runs):
+    if method == "beo" and _one_class(job.settings):
         click.echo(SINGLE_OWNER_NOTE, err=True)
     raise SystemExit(status)
 
@@ -174,6 +174,15 @@ SINGLE_OWNER_NOTE = (
     "note: SRC is one class (one owner's photos). In our benchmark of that case, BEO changed a victim's accuracy on "
     "the owner's class by +1 / -11 points, --method em by -26.5 / -71.5: prefer --method em for your own photos"
 )
+
+
+def _one_class(settings: dict) -> bool:
+    """Whether SRC held a single class of the user's, so BEO ran against the bundled reference images only."""
+    runs = settings.get("runs") or [settings.get("run", {})]  # folder chunks, or one .npz run
+    if not any(run.get("reference_anchors") for run in runs):
+        return False
+    own = {c for run in runs for c in run.get("classes", []) if not c.startswith(REFERENCE_PREFIX)}
+    return len(own) <= 1
 
 
 def _summary(job) -> None:

@@ -14,6 +14,8 @@ import numpy as np
 import skimage.data
 from PIL import Image
 
+REFERENCE_PREFIX = "reference:"  # label prefix of the bundled reference images (never a user's class)
+
 SCENES = (
     "astronaut",
     "coffee",
@@ -44,5 +46,5 @@ def reference_images(*, size: int, per_class: int = 12, seed: int = 0) -> tuple[
             if rng.random() < 0.5:
                 crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
             images.append(np.asarray(crop.resize((size, size), Image.Resampling.BICUBIC)))
-            labels.append(f"reference:{name}")
+            labels.append(f"{REFERENCE_PREFIX}{name}")
     return images, labels
