@@ -1,7 +1,10 @@
 """`protect images` end to end on tiny files: guarantees about originals, metadata, reports, errors and resume."""
 
+import contextlib
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -408,45 +411,39 @@ def test_resume_accepts_the_same_paths_spelled_differently(photos, tmp_path, mon
     again.pending()  # no "settings differ"
 
 
-@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="the folder lock is POSIX only")
-def test_a_second_process_cannot_write_into_the_same_output(photos, tmp_path):
-    """Two runs into one folder would interleave their progress; the second one is refused in one line."""
-    import subprocess
-    import sys
-
-    reports = tmp_path / "out-report"
-    reports.mkdir()
+@contextlib.contextmanager
+def locked_by_another_process(folder: Path):
+    """Hold an flock on `folder` from a subprocess, as a second protect run would."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(reports)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", HOLD_LOCK, str(folder)], stdout=subprocess.PIPE, text=True
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        res = run([str(photos), "--out", str(tmp_path / "out"), *FAST])
-        assert res.exit_code == 2 and "another protect run is writing to" in res.output
+        yield
     finally:
         holder.kill()
         holder.wait()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="the folder lock is POSIX only")
+def test_a_second_process_cannot_write_into_the_same_output(photos, tmp_path):
+    """Two runs into one folder would interleave their progress; the second one is refused in one line."""
+    reports = tmp_path / "out-report"
+    reports.mkdir()
+    with locked_by_another_process(reports):
+        res = run([str(photos), "--out", str(tmp_path / "out"), *FAST])
+        assert res.exit_code == 2 and "another protect run is writing to" in res.output
     assert run([str(photos), "--out", str(tmp_path / "out"), *FAST]).exit_code == 0
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="the folder lock is POSIX only")
 def test_a_symlinked_out_is_the_same_output_for_the_lock(photos, tmp_path):
     """A run into `link` (-> `out`) would clear the temporary files of a live run into `out`: it is refused."""
-    import subprocess
-    import sys
-
     (tmp_path / "out").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "out")
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(tmp_path / "out")], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with locked_by_another_process(tmp_path / "out"):
         res = run([str(photos), "--out", str(tmp_path / "link"), *FAST])
         assert res.exit_code == 2 and "another protect run is writing to" in res.output
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 HOLD_LOCK = (
