@@ -43,8 +43,10 @@ class FeedbackLog:
     `existing(ids)` returns which of `ids` are still memories: each flush writes rows only for those, checked
     inside the feedback write transaction, so a row buffered here for a memory another process erased is
     never written back (that process deletes feedback rows after its erasure commits, under the same lock).
-    `owner()` is the main database's id: rows of memories it no longer has are swept only from a feedback file
-    that database owns (`notes.db` and `notes.sqlite` would share `notes.feedback.db`).
+    `owner()` is the main database's id. The first database to open a feedback file claims it; another database
+    whose name maps to the same file (`notes.db` and `notes.sqlite` both to `notes.feedback.db`) uses `fallback`
+    instead. So one file only ever holds one database's rows, which is what makes the sweep of rows of memories
+    erased while the file was locked (their ids, checked with `existing`) safe.
     """
 
     def __init__(
@@ -54,8 +56,10 @@ class FeedbackLog:
         busy_timeout: float = 10.0,
         existing: Callable[[set[int]], set[int]] | None = None,
         owner: Callable[[], str] | None = None,
+        fallback: Path | None = None,
     ) -> None:
         self.path = path
+        self.fallback = fallback
         self.busy_timeout = busy_timeout
         self.existing = existing
         self.owner = owner
@@ -103,11 +107,31 @@ class FeedbackLog:
                     ),
                     self.busy_timeout,
                 )
+                claimed = self._claim(conn)
             except sqlite3.DatabaseError as e:
                 conn.close()
                 raise self._error(e) from e
+            except BaseException:
+                conn.close()
+                raise
+            if not claimed and self.fallback is not None:
+                conn.close()
+                log.info("%s belongs to another database; using %s", self.path, self.fallback)
+                self.path, self.fallback = self.fallback, None
+                return self.conn
             self._conn = conn
         return self._conn
+
+    def _claim(self, conn: sqlite3.Connection) -> bool:
+        """Whether this file is (now) the main database's own: the first `owner()` to open it claims it."""
+        if self.owner is None:
+            return True
+        mine = self.owner()
+        _retry(
+            lambda: conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('owner', ?)", (mine,)),
+            self.busy_timeout,
+        )
+        return conn.execute("SELECT value FROM meta WHERE key='owner'").fetchone()[0] == mine
 
     def _query_hash(self, query: str) -> str:
         if self._salt is None:
@@ -147,52 +171,38 @@ class FeedbackLog:
         rows = self._pending
         if not rows:
             return
-        owner = None if self._swept else self._owner_id()  # before taking the lock
         conn = self.conn
         try:
             conn.execute("PRAGMA busy_timeout = 0")  # poll the lock here, for at most `timeout`
-            _retry(lambda: self._write(rows, owner), self.busy_timeout if timeout is None else timeout)
+            _retry(lambda: self._write(rows), self.busy_timeout if timeout is None else timeout)
         except sqlite3.DatabaseError as e:
             raise self._error(e) from e
         finally:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         self._pending = self._pending[len(rows) :]
 
-    def _write(self, rows: list[tuple[object, ...]], owner: str | None = None) -> None:
-        """One transaction: take the write lock, drop rows of memories erased meanwhile, insert the rest; with
-        `owner`, first delete the rows of memories erased while this file was locked."""
+    def _write(self, rows: list[tuple[object, ...]]) -> None:
+        """One transaction: take the write lock, drop rows of memories erased meanwhile, insert the rest; the
+        first write of this process also deletes the rows of memories erased while this file was locked."""
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             if self.existing is not None:
                 alive = self.existing({int(r[0]) for r in rows})  # type: ignore[call-overload]
                 rows = [r for r in rows if r[0] in alive]
-            if owner is not None:
-                self._delete(self._orphans(owner))
+            if not self._swept:
+                self._delete(self._orphans())
             conn.executemany(_INSERT, rows)
         except BaseException:
             if conn.in_transaction:  # SQLite may have rolled back itself (a full disk): keep its error
                 conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-        self._swept = self._swept or owner is not None
+        self._swept = True
 
-    def _owner_id(self) -> str | None:
-        """The main database's id, or None (no sweep this time) when it cannot be read."""
-        if self.owner is None:
-            return None
-        try:
-            return self.owner()
-        except ProtectError as e:
-            log.warning("feedback rows of earlier erasures not swept yet: %s", e)
-            return None
-
-    def _orphans(self, owner: str) -> list[int]:
-        """Memory ids with feedback rows but no memory: erased while this file was locked or damaged. None unless
-        this file belongs to `owner` (the first database to sweep it claims it)."""
-        self.conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('owner', ?)", (owner,))
-        (claimed,) = self.conn.execute("SELECT value FROM meta WHERE key='owner'").fetchone()
-        if self.existing is None or claimed != owner:
+    def _orphans(self) -> list[int]:
+        """Memory ids with feedback rows but no memory: erased while this file was locked or damaged."""
+        if self.existing is None:
             return []
         ids = {int(r[0]) for r in self.conn.execute("SELECT DISTINCT memory_id FROM recalls")}
         return sorted(ids - self.existing(ids)) if ids else []
@@ -225,13 +235,11 @@ class FeedbackLog:
             removed = _retry(lambda: self._delete(sorted(gone)), self.busy_timeout)
         except sqlite3.DatabaseError as e:
             raise self._error(e) from e
-        owner = self._owner_id()
-        if owner is not None:
-            try:  # best effort: these memories are gone already, a later write sweeps again
-                _retry(lambda: self._delete(self._orphans(owner)), self.busy_timeout)
-                self._swept = True
-            except sqlite3.DatabaseError as e:
-                log.warning("feedback rows of earlier erasures not swept yet: %s", self._error(e))
+        try:  # best effort: these memories are gone already, a later write sweeps again
+            _retry(lambda: self._delete(self._orphans()), self.busy_timeout)
+            self._swept = True
+        except (sqlite3.DatabaseError, ProtectError) as e:
+            log.warning("feedback rows of earlier erasures not swept yet: %s", e)
         return removed
 
     def compact(self) -> bool:

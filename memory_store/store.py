@@ -299,9 +299,17 @@ class MemoryStore:
         self.near_duplicate, self.contradiction_similarity, self.edge_similarity = _THRESHOLDS[
             self.embedder.name
         ]
-        feedback_path = None if self.path is None else self.path.with_name(self.path.stem + ".feedback.db")
+        feedback, fallback = (
+            (None, None)
+            if self.path is None
+            else (self.path.with_name(self.path.stem + ".feedback.db"), Path(f"{self.path}-feedback.db"))
+        )
         self.feedback = FeedbackLog(
-            feedback_path, busy_timeout=busy_timeout, existing=self._existing, owner=self._store_id
+            feedback,
+            busy_timeout=busy_timeout,
+            existing=self._existing,
+            owner=self._store_id,
+            fallback=fallback,
         )
         self._indexes: dict[str | None, vectors.VectorIndex] = {}
         self._lock = threading.RLock()

@@ -188,7 +188,11 @@ def test_the_sweep_never_touches_feedback_of_another_database(tmp_path):
     before = sorted(r[0] for r in sqlite3.connect(fb).execute("SELECT memory_id FROM recalls"))
     with MemoryStore(tmp_path / "notes.sqlite", embedder="tfidf") as b:
         b.remember(FACTS[2])
-        b.recall("pytest before commit")  # b's first write: a's rows are not b's orphans
+        b.recall("pytest before commit")
+        assert b.feedback.path == tmp_path / "notes.sqlite-feedback.db"  # notes.db claimed the shared name
+        b.forget(query="pytest")
+    with MemoryStore(tmp_path / "notes.db", embedder="tfidf") as a:
+        a.recall("staging port")  # a's first write sweeps: nothing of b's is there to take for an orphan
     after = sorted(r[0] for r in sqlite3.connect(fb).execute("SELECT memory_id FROM recalls"))
     assert after == sorted([*before, 1])
 
@@ -196,12 +200,15 @@ def test_the_sweep_never_touches_feedback_of_another_database(tmp_path):
 def test_a_failed_sweep_does_not_fail_the_forget(tmp_path, caplog):
     with MemoryStore(tmp_path / "m.db", embedder="tfidf") as s:
         mid = s.remember(FACTS[0]).id
+        s.remember(FACTS[1])
         s.recall("staging port")
+        s.recall("deploys workflow")  # a live memory's rows: the sweep has ids to check
+        s.feedback.flush()
 
-        def broken() -> str:
+        def broken(ids: set[int]) -> set[int]:
             raise IntegrityError("main database unreadable for the sweep")
 
-        s.feedback.owner = broken
+        s.feedback.existing = broken
         with caplog.at_level(logging.WARNING):
             assert s.forget(ids=[mid]).ids == [mid]
         assert "not swept yet" in caplog.text and s.feedback.served([mid]) == 0
