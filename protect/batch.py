@@ -7,9 +7,11 @@ The methods only turn original pixels into protected pixels.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,7 +78,7 @@ class CopyJob:
     _thumbs: list[tuple[dict[str, Any], np.ndarray, np.ndarray]] = field(default_factory=list)
     _recorded: dict[str, Any] | None = None
     _outputs: dict[str, Path] | None = None
-    _locks: list[str] = field(default_factory=list)
+    _lock_key: str | None = None
     _sweep: bool = False  # remove a killed run's temporary files once the outputs are planned
 
     def __post_init__(self) -> None:
@@ -102,28 +104,45 @@ class CopyJob:
             )
         try:
             self.report_dir.mkdir(parents=True, exist_ok=True)
-            self._take_locks()
+            self._take_lock()
             if not self.options.resume:
                 (self.report_dir / PROGRESS_NAME).unlink(missing_ok=True)
-        except OSError as e:
-            raise ConfigError(f"cannot write to {self.report_dir}: {e.strerror or e}") from e
-        if self.options.resume:
-            self._recorded, self.rows = self._read_progress()
+            if self.options.resume:
+                self._recorded, self.rows = self._read_progress()
+        except BaseException as e:
+            self._release()  # a refused or failed start must not keep the folder locked
+            if isinstance(e, OSError):
+                raise ConfigError(f"cannot write to {self.report_dir}: {e.strerror or e}") from e
+            raise
 
-    def _take_locks(self) -> None:
-        """Lock the report folder and, if it exists, the real output folder (a symlinked `--out` is the same
-        output); the first job of this process to hold them may clear a killed run's temporary files."""
-        targets = [self.report_dir] + ([self.dst] if self.dst.is_dir() else [])
-        fresh = []
-        for folder in targets:
-            key = _lock(folder, self.dst)
-            if key is not None:
-                self._locks.append(key)
-                fresh.append(_HELD[key][1] == 1)
-        self._sweep = bool(fresh) and all(fresh)  # without fcntl (no lock) nothing is swept
+    def _take_lock(self) -> None:
+        """Lock the report folder (named after the real output, so every spelling of `--out` meets the same lock);
+        the first job of this process to hold it may clear a killed run's temporary files."""
+        self._lock_key = _lock(self.report_dir, self.dst)
+        if self._lock_key is None:
+            return  # without fcntl there is no lock, and nothing is swept
+        self._sweep = _HELD[self._lock_key][1] == 1
         if self._sweep:
-            mine = [self.report_dir / n for n in (REPORT_NAME, HTML_NAME, PROGRESS_NAME)]
+            mine = [self.report_dir / n for n in (self.options.report_name, HTML_NAME, PROGRESS_NAME)]
             self._remove_leftovers(mine + ([self.dst] if self.is_npz else []))
+
+    @contextlib.contextmanager
+    def released_on_error(self, *, reports: bool = False) -> Iterator[CopyJob]:
+        """Around the work on a job: an error releases the folder lock before it propagates (with `reports`, after
+        writing the reports of the copies already saved), so a long-lived process can write there again."""
+        try:
+            yield self
+        except BaseException:
+            if reports and self.rows:
+                self.finish()
+            else:
+                self._release()
+            raise
+
+    def _release(self) -> None:
+        if self._lock_key is not None:
+            _unlock(self._lock_key)  # releases the folder for the next run
+            self._lock_key = None
 
     def _remove_leftovers(self, dests: list[Path]) -> None:
         """Temporary files a killed earlier run left for these outputs go first: they must not be published."""
@@ -143,7 +162,10 @@ class CopyJob:
         of the originals (at CIFAR size, the originals themselves), and the JSON rows and the progress file hold
         local paths. Inside the release they would hand out exactly what the protection withholds.
         """
-        base = self.dst if self.dst.name not in ("", ".", "..") else self.dst.resolve()
+        odd = self.dst.is_symlink() or self.dst.name in ("", ".", "..")
+        base = (
+            self.dst.resolve() if odd else self.dst
+        )  # a symlinked `--out`: beside its target, where files go
         return base.with_name((base.stem if self.is_npz else base.name) + "-report")
 
     # -- folders -----------------------------------------------------------------------------------------
@@ -235,9 +257,7 @@ class CopyJob:
             name=self.options.report_name,
         )
         write_html_report(self.report_dir, self._thumbs, title=f"protect: {self.src} -> {self.dst}")
-        for key in self._locks:
-            _unlock(key)  # releases the folders for the next run
-        self._locks.clear()
+        self._release()
         return 0 if self.rows else 2
 
     def _record(

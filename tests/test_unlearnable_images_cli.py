@@ -181,6 +181,9 @@ def test_surrogate_errors_are_one_line_when_offline(photos, tmp_path, spec, mess
     assert res.exit_code in (1, 2)
     errors = [line for line in res.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and errors[0].startswith(message)
+    from protect import batch
+
+    assert str((tmp_path / "o-report").resolve()) not in batch._HELD  # the failed run released its folder
 
 
 def test_unusable_weights_cache_is_not_blamed_on_the_network(photos, tmp_path, monkeypatch):
@@ -409,6 +412,7 @@ def test_resume_accepts_the_same_paths_spelled_differently(photos, tmp_path, mon
         options=WriteOptions(resume=True),
     )
     again.pending()  # no "settings differ"
+    again.finish()
 
 
 @contextlib.contextmanager
@@ -438,12 +442,21 @@ def test_a_second_process_cannot_write_into_the_same_output(photos, tmp_path):
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="the folder lock is POSIX only")
 def test_a_symlinked_out_is_the_same_output_for_the_lock(photos, tmp_path):
-    """A run into `link` (-> `out`) would clear the temporary files of a live run into `out`: it is refused."""
+    """A run into `link` (-> `out`) would clear the temporary files of a live run into `out`: it is refused, and
+    the refused start leaves nothing locked."""
+    from protect import batch
+
     (tmp_path / "out").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "out")
-    with locked_by_another_process(tmp_path / "out"):
+    (tmp_path / "out-report").mkdir()
+    with locked_by_another_process(tmp_path / "out-report"):
         res = run([str(photos), "--out", str(tmp_path / "link"), *FAST])
         assert res.exit_code == 2 and "another protect run is writing to" in res.output
+        assert str((tmp_path / "out-report").resolve()) not in batch._HELD
+    assert run([str(photos), "--out", str(tmp_path / "link"), *FAST]).exit_code == 0
+    assert (tmp_path / "out-report" / "protect-report.json").exists() and not (
+        tmp_path / "link-report"
+    ).exists()
 
 
 HOLD_LOCK = (

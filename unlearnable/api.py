@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 from collections.abc import Sequence
@@ -146,12 +145,18 @@ def protect_arrays(
 
 
 def _chunks(pictures: list[Picture]) -> list[list[Picture]]:
-    """Memory-bounded chunks of a folder, its classes dealt round-robin so that every chunk holds all of them (a
-    chunk of one class would be protected against the reference images instead of against the other classes)."""
+    """Memory-bounded chunks of a folder, each class spread evenly over them (in proportion to its size), so that
+    every chunk holds every class: a chunk of one class would be protected against the reference images instead of
+    against the other classes."""
     by_class: dict[str | None, list[Picture]] = {}
     for pic in pictures:
         by_class.setdefault(pic.label, []).append(pic)
-    pictures = [p for group in itertools.zip_longest(*by_class.values()) for p in group if p is not None]
+    spread = [
+        ((i + 0.5) / len(group), k, pic)
+        for k, group in enumerate(by_class.values())
+        for i, pic in enumerate(group)
+    ]
+    pictures = [pic for *_, pic in sorted(spread, key=lambda t: t[:2])]
     chunks: list[list[Picture]] = [[]]
     used = 0.0
     if not pictures:
@@ -184,12 +189,8 @@ def protect_images(
         raise UnknownNameError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
     resolve_device(config.device)  # a missing accelerator is refused before anything is written
     job = CopyJob(Path(src), Path(dst), settings=asdict(config) | {"format": options.fmt}, options=options)
-    try:
+    with job.released_on_error(reports=True):
         return _protect_job(job, config, callback)
-    except Exception:
-        if job.rows:
-            job.finish()
-        raise
 
 
 def _protect_job(job: CopyJob, config: ProtectConfig, callback: Callback | None) -> CopyJob:

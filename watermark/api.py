@@ -195,40 +195,41 @@ def embed_folder(
     options = options or WriteOptions()
     options.report_name = MANIFEST_NAME
     job = CopyJob(source, Path(dst), settings={}, options=options)
-    job.settings = {
-        **asdict(settings),
-        "strength": resolved,
-        "layout": layout.summary(),
-        "images": n,
-        "coverage": coverage_table(layout, n),
-        "message_fingerprint": message_fingerprint(key, bits),
-        "key": "not stored",
-    }
-    if data is not None:
-        job.write_dataset(
-            data, np.stack(embed_arrays(list(data.x), bits, key, settings=settings, backend=wm))
-        )
+    with job.released_on_error():
+        job.settings = {
+            **asdict(settings),
+            "strength": resolved,
+            "layout": layout.summary(),
+            "images": n,
+            "coverage": coverage_table(layout, n),
+            "message_fingerprint": message_fingerprint(key, bits),
+            "key": "not stored",
+        }
+        if data is not None:
+            job.write_dataset(
+                data, np.stack(embed_arrays(list(data.x), bits, key, settings=settings, backend=wm))
+            )
+            return job
+        for path, reason in unusable:
+            job.skip(path, reason)
+        index = {str(p): i for i, p in enumerate(files)}
+        for path in job.pending():
+            if str(path) not in index:  # already recorded as skipped
+                continue
+            picture = job.load(path)
+            if picture is None:  # changed since it was checked: recorded as skipped
+                continue
+            out = embed_arrays(
+                [picture.pixels],
+                bits,
+                key,
+                settings=settings,
+                backend=wm,
+                positions=np.array([index[str(path)]]),
+                n_total=n,
+            )[0]
+            job.write(picture, out)
         return job
-    for path, reason in unusable:
-        job.skip(path, reason)
-    index = {str(p): i for i, p in enumerate(files)}
-    for path in job.pending():
-        if str(path) not in index:  # already recorded as skipped
-            continue
-        picture = job.load(path)
-        if picture is None:  # changed since it was checked: recorded as skipped
-            continue
-        out = embed_arrays(
-            [picture.pixels],
-            bits,
-            key,
-            settings=settings,
-            backend=wm,
-            positions=np.array([index[str(path)]]),
-            n_total=n,
-        )[0]
-        job.write(picture, out)
-    return job
 
 
 def verify_arrays(

@@ -223,44 +223,47 @@ def write_protected(
         settings={"method": "t2ue", "epsilon": eps, "noise_sha256": noise_digest(noise), **(settings or {})},
         options=options or WriteOptions(),
     )
-    if job.is_npz:
-        data = job.load_dataset()
-        deltas = _npz_deltas(noise, data.y, data.extras.get("classes"), len(data.x))
-        job.write_dataset(data, np.stack([add_noise(x, d, eps) for x, d in zip(data.x, deltas, strict=True)]))
-        for row, x, d in zip(job.rows, data.x, deltas, strict=True):
-            if note := resize_note(d, x):
-                row["note"] = note
-        return job
-    by_file = _by_file(noise)
-    by_class = dict(zip(noise.classes, noise.delta, strict=True)) if noise.classes else None
-    order = None
-    if by_file is None and by_class is None:
-        everything = find_images(job.src)
-        if len(everything) != len(noise.delta):
-            raise ConfigError(
-                f"{len(noise.delta)} noise entries for {len(everything)} images and no file names to "
-                "match them; generate the noise from a captions CSV with a `file` column"
+    with job.released_on_error():
+        if job.is_npz:
+            data = job.load_dataset()
+            deltas = _npz_deltas(noise, data.y, data.extras.get("classes"), len(data.x))
+            job.write_dataset(
+                data, np.stack([add_noise(x, d, eps) for x, d in zip(data.x, deltas, strict=True)])
             )
-        order = {str(p): i for i, p in enumerate(everything)}
-    for path in job.pending():
-        picture = job.load(path)
-        if picture is None:
-            continue
-        if by_class is not None:
-            delta = by_class.get(picture.label or "")
-            missing = f"its folder {picture.label!r} is not one of the noise classes"
-        elif by_file is not None:
-            delta = by_file.get(picture.rel.as_posix())
-            missing = "no caption for this file in the captions CSV"
-        else:
-            delta, missing = noise.delta[order[str(path)]], ""
-        if delta is None:
-            job.skip(path, missing)
-            continue
-        notes = [picture.meta.get("note"), resize_note(delta, picture.pixels)]
-        extra = {"note": "; ".join(n for n in notes if n)} if notes[1] else {}
-        job.write(picture, add_noise(picture.pixels, delta, eps), **extra)
-    return job
+            for row, x, d in zip(job.rows, data.x, deltas, strict=True):
+                if note := resize_note(d, x):
+                    row["note"] = note
+            return job
+        by_file = _by_file(noise)
+        by_class = dict(zip(noise.classes, noise.delta, strict=True)) if noise.classes else None
+        order = None
+        if by_file is None and by_class is None:
+            everything = find_images(job.src)
+            if len(everything) != len(noise.delta):
+                raise ConfigError(
+                    f"{len(noise.delta)} noise entries for {len(everything)} images and no file names to "
+                    "match them; generate the noise from a captions CSV with a `file` column"
+                )
+            order = {str(p): i for i, p in enumerate(everything)}
+        for path in job.pending():
+            picture = job.load(path)
+            if picture is None:
+                continue
+            if by_class is not None:
+                delta = by_class.get(picture.label or "")
+                missing = f"its folder {picture.label!r} is not one of the noise classes"
+            elif by_file is not None:
+                delta = by_file.get(picture.rel.as_posix())
+                missing = "no caption for this file in the captions CSV"
+            else:
+                delta, missing = noise.delta[order[str(path)]], ""
+            if delta is None:
+                job.skip(path, missing)
+                continue
+            notes = [picture.meta.get("note"), resize_note(delta, picture.pixels)]
+            extra = {"note": "; ".join(n for n in notes if n)} if notes[1] else {}
+            job.write(picture, add_noise(picture.pixels, delta, eps), **extra)
+        return job
 
 
 def _by_file(noise: NoiseSet) -> dict[str, np.ndarray] | None:
