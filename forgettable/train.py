@@ -206,6 +206,11 @@ def fit(
     from_scratch = spec["backbone"].startswith("tiny-vit")
     if tuning == "auto":
         tuning = "full" if from_scratch and backbone_state is None else "lora"
+    if tuning != "full" and from_scratch and backbone_state is None:
+        raise ConfigError(
+            f"--tuning {tuning} freezes the backbone, but {spec['backbone']} starts untrained here (its features "
+            "would stay random): use --tuning full, or a pretrained --backbone open_clip:... / torchvision:..."
+        )
     config = ForgettableConfig(list(data.class_names), tuning=tuning, head=head, **spec)
     if backbone_state is not None:
         digest = _state_digest(backbone_state)

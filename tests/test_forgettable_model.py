@@ -204,3 +204,9 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
     assert all(a >= b for a, b in zip(lrs[4:], lrs[5:], strict=False))
     with pytest.raises(ConfigError, match="schedule must be one of constant, cosine"):
         Recipe(schedule="step")
+
+
+@pytest.mark.parametrize("tuning", ["lora", "prompts"])
+def test_a_frozen_untrained_backbone_is_refused(tuning):
+    with pytest.raises(ConfigError, match=f"--tuning {tuning} freezes the backbone"):
+        fit(synthetic(10), tuning=tuning, arch=TINY, recipe=Recipe(epochs=1))
