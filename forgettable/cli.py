@@ -42,6 +42,13 @@ def model() -> None:
     help="tiny-vit (from scratch), open_clip:MODEL:TAG or torchvision:NAME (pretrained).",
 )
 @click.option(
+    "--backbone-from",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Start from the backbone of this model (trained with --tuning full, e.g. on other classes), frozen "
+    "under --tuning lora or prompts: the paper's condition, offline.",
+)
+@click.option(
     "--tuning",
     type=click.Choice(["auto", *TUNINGS]),
     default="auto",
@@ -86,6 +93,7 @@ def train(
     data: str,
     out: str,
     backbone: str,
+    backbone_from: str | None,
     tuning: str,
     head: str,
     epochs: int,
@@ -112,6 +120,9 @@ def train(
         raise ConfigError(f"{out} exists; pass --overwrite to replace it (with its forgetting log)")
     start = time.perf_counter()
     dataset = load_labeled(data)
+    backbone_state, arch = None, None
+    if backbone_from is not None:
+        backbone, arch, backbone_state = _donor_backbone(backbone_from, dataset)
     recipe = Recipe(
         epochs=epochs,
         batch_size=batch_size,
@@ -129,6 +140,8 @@ def train(
         head=head,
         recipe=recipe,
         device=device,
+        backbone_state=backbone_state,
+        arch=arch,
         on_epoch=lambda e, loss: click.echo(f"epoch {e}/{epochs}  loss {loss:.4f}", err=True),
     )
     trained.save_pretrained(out)
@@ -137,6 +150,30 @@ def train(
         f"trained {len(cfg.class_names)} classes ({cfg.backbone}, {cfg.tuning}, {cfg.head} head) "
         f"in {time.perf_counter() - start:.1f}s -> {out}"
     )
+
+
+def _donor_backbone(path: str, dataset: Any) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(backbone name, architecture, weights) of a saved model's backbone, checked against the data it will see."""
+    from forgettable.backbones import resolve_architecture
+    from forgettable.model import PreForgettableModel
+
+    donor = PreForgettableModel.from_pretrained(path)
+    cfg = donor.config
+    if cfg.tuning != "full":
+        raise ConfigError(
+            f"--backbone-from {path}: its backbone was trained with --tuning {cfg.tuning}, so its own weights are "
+            "not what it learned; give a model trained with --tuning full"
+        )
+    want = resolve_architecture(
+        cfg.backbone, image_size=int(dataset.x.shape[1]), channels=int(dataset.x.shape[-1])
+    )
+    if (want["image_size"], want["channels"]) != (cfg.image_size, cfg.channels):
+        raise ConfigError(
+            f"--backbone-from {path} sees {cfg.image_size}px images with {cfg.channels} channel(s); this data "
+            f"needs {want['image_size']}px with {want['channels']}"
+        )
+    arch = {k: getattr(cfg, k) for k in ("dim", "depth", "heads", "mlp_ratio", "patch_size", "mean", "std")}
+    return cfg.backbone, arch, donor.backbone.state_dict()
 
 
 @model.command()

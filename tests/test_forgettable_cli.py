@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -165,3 +166,22 @@ def test_forget_a_class_whose_name_has_a_comma(tmp_path):
     assert result.exit_code == 0, result.output
     assert "remaining classes: b, c" in result.output
     assert run("forget", str(tmp_path / "m")).exit_code == 2
+
+
+def test_train_can_start_from_another_models_frozen_backbone(workdir):
+    """The paper's condition from the CLI: a backbone trained elsewhere, frozen, only prompts and head learn."""
+    from forgettable.model import PreForgettableModel
+
+    out = workdir / "from-donor"
+    res = run(
+        "train", str(workdir / "data.npz"), "--out", str(out), "--backbone-from", str(workdir / "m"),
+        "--tuning", "prompts", "--epochs", "1", "--device", "cpu",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "(tiny-vit-8, prompts, shared head)" in res.output
+    donor, model = (PreForgettableModel.from_pretrained(p) for p in (workdir / "m", out))
+    theirs = donor.backbone.state_dict()
+    assert all(torch.equal(v, theirs[k]) for k, v in model.backbone.state_dict().items())
+    assert model.recipe["backbone_init"].startswith("state:")
+    again = run("train", str(workdir / "data.npz"), "--out", str(workdir / "x"), "--backbone-from", str(out))
+    assert again.exit_code == 2 and "trained with --tuning prompts" in again.output
