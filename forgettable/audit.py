@@ -559,6 +559,7 @@ def audit_directory(
     holdout: LabeledImages | None = None,
     oracle_dir: str | Path | None = None,
     original_dir: str | Path | None = None,
+    backbone_state: dict[str, torch.Tensor] | None = None,
     device: str = "cpu",
     seed: int = 0,
     relearn_steps: int = 100,
@@ -603,7 +604,7 @@ def audit_directory(
         check_oracle(oracle, forgotten, kept, oracle_dir)
     else:  # never saw the forgotten class, nor any class the model had forgotten before
         absent = [n for n in model.config.class_names if n not in kept]
-        oracle = train_oracle(model, data, absent, device=device)
+        oracle = train_oracle(model, data, absent, device=device, backbone_state=backbone_state)
     if str(cid) in model.prompts:
         before, deleted = model, model.prompts[str(cid)].detach().clone()
         with tempfile.TemporaryDirectory() as tmp:

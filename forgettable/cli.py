@@ -288,6 +288,12 @@ def predict(model_dir: str, images: tuple[str, ...], as_json: bool, device: str)
     show_default=True,
     help="Adam steps of the re-learning attack.",
 )
+@click.option(
+    "--backbone-from",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="The model whose backbone MODEL_DIR started from (train --backbone-from): the oracle starts there too.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 @device_options
 def audit(
@@ -295,6 +301,7 @@ def audit(
     data: str,
     forgotten: str,
     oracle: str | None,
+    backbone_from: str | None,
     holdout: str | None,
     original: str | None,
     relearn_steps: int,
@@ -311,10 +318,12 @@ def audit(
     from forgettable.audit import audit_directory
     from forgettable.data import load_labeled
 
+    dataset = load_labeled(data)
     report = audit_directory(
         model_dir,
-        load_labeled(data),
+        dataset,
         forgotten,
+        backbone_state=_donor_backbone(backbone_from, dataset)[2] if backbone_from else None,
         holdout=load_labeled(holdout) if holdout else None,
         oracle_dir=oracle,
         original_dir=original,

@@ -243,10 +243,14 @@ def train_oracle(
 ) -> PreForgettableModel:
     """The retrained oracle: `model`'s recipe and architecture on DATA without the classes `forgotten`."""
     recipe = Recipe(**model.recipe) if model.recipe else Recipe()
-    if recipe.backbone_init.startswith("state:") and backbone_state is None:
-        raise ConfigError(
-            "this model's backbone started from custom weights; train the oracle yourself (--oracle)"
-        )
+    if recipe.backbone_init.startswith("state:"):
+        if backbone_state is None:
+            raise ConfigError(
+                "this model's backbone started from another model's: pass that model (--backbone-from) or an "
+                "oracle you trained yourself (--oracle)"
+            )
+        if recipe.backbone_init != f"state:{_state_digest(backbone_state)}":
+            raise ConfigError("--backbone-from is not the backbone this model started from")
     keys = (
         "image_size",
         "channels",

@@ -185,3 +185,11 @@ def test_train_can_start_from_another_models_frozen_backbone(workdir):
     assert model.recipe["backbone_init"].startswith("state:")
     again = run("train", str(workdir / "data.npz"), "--out", str(workdir / "x"), "--backbone-from", str(out))
     assert again.exit_code == 2 and "trained with --tuning prompts" in again.output
+    audit = ["audit", str(out), "--data", str(workdir / "data.npz"), "--forgotten", "left", "--device", "cpu"]
+    alone = run(*audit)
+    assert alone.exit_code == 2 and "pass that model (--backbone-from)" in alone.output
+    res = run(
+        *audit, "--backbone-from", str(workdir / "m"), "--json"
+    )  # the oracle starts from the same weights
+    assert res.exit_code in (0, 1), res.output
+    assert json.loads(res.output)["forgotten"] == "left"
