@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from protect.errors import ConfigError, UnknownNameError
-from protect.weights import cache_dir, fetch_error
+from protect.weights import open_clip_model, torchvision_state
 
 log = logging.getLogger(__name__)
 
@@ -183,14 +183,7 @@ def _open_clip(name: str, tag: str, pretrained: bool) -> OpenCLIPVisual:
 
     cfg = _open_clip_config(name, tag)
     if pretrained and tag:
-        cache = cache_dir("open_clip")
-        try:
-            model = open_clip.create_model(
-                name, pretrained=tag, cache_dir=str(cache), require_pretrained=True
-            )
-        except (OSError, RuntimeError, ValueError) as e:
-            raise fetch_error(f"open_clip:{name}:{tag}", e, cache) from e
-        return OpenCLIPVisual(model.visual)
+        return OpenCLIPVisual(open_clip_model(name, tag, require=True).visual)
     # Rebuild the tower the tag would load (QuickGELU for OpenAI weights); weights come from the checkpoint.
     quick = cfg.get("quick_gelu", False) or bool(
         tag and open_clip.get_pretrained_cfg(name, tag).get("quick_gelu")
@@ -211,12 +204,9 @@ def _torchvision(name: str, pretrained: bool) -> TorchvisionViT:
     if not hasattr(vit, "class_token"):
         raise ConfigError(f"torchvision:{name} is not a VisionTransformer")
     if pretrained:
-        weights, cache = torchvision.models.get_model_weights(name).DEFAULT, cache_dir("torchvision")
-        try:
-            state = weights.get_state_dict(progress=False, model_dir=str(cache))
-        except (OSError, RuntimeError, ValueError) as e:
-            raise fetch_error(f"torchvision:{name}", e, cache) from e
-        vit.load_state_dict(state)
+        vit.load_state_dict(
+            torchvision_state(torchvision.models.get_model_weights(name).DEFAULT, f"torchvision:{name}")
+        )
     return TorchvisionViT(vit)
 
 

@@ -1,7 +1,7 @@
 """Pretrained weights (open_clip, torchvision): one cache folder under protect's home, one error for a failed fetch.
 
-Every command that takes a pretrained model fetches it through its library once, into `cache_dir(library)`, and
-runs offline afterwards. A fetch fails for one of two reasons the user can fix differently: the cache folder cannot be
+Every command that takes a pretrained model fetches it through `open_clip_model` or `torchvision_state`, once, into
+`cache_dir(library)`, and runs offline afterwards. A fetch fails for one of two reasons the user can fix differently: the cache folder cannot be
 written (a full disk, a read-only or misplaced `PROTECT_HOME`), or the weights are not cached and there is no network.
 `fetch_error` tells them apart, so an unusable cache is never blamed on the network.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 from pathlib import Path
+from typing import Any
 
 from protect.errors import ConfigError, OfflineError, ProtectError, one_line
 from protect.paths import home
@@ -29,6 +30,29 @@ _CACHE_ERRNOS = {
 def cache_dir(library: str) -> Path:
     """Where `library` ("open_clip", "torchvision") keeps the weights it fetched for protect."""
     return home() / "weights" / library
+
+
+def open_clip_model(name: str, tag: str | None, *, device: Any = "cpu", require: bool = False) -> Any:
+    """open_clip's model `name` with weights `tag` (None: random init), fetched into the cache on first use;
+    `require` refuses a model whose weights did not load."""
+    import open_clip
+
+    cache = cache_dir("open_clip")
+    try:
+        return open_clip.create_model(
+            name, pretrained=tag, device=device, cache_dir=str(cache), require_pretrained=require
+        )
+    except (OSError, RuntimeError, ValueError) as e:  # the hub client's network failures are OSErrors
+        raise fetch_error(f"open_clip:{name}:{tag}", e, cache) from e
+
+
+def torchvision_state(weights: Any, spec: str) -> dict[str, Any]:
+    """The state dict of torchvision `weights` (a `WeightsEnum` member), fetched into the cache on first use."""
+    cache = cache_dir("torchvision")
+    try:
+        return weights.get_state_dict(progress=False, model_dir=str(cache))
+    except (OSError, RuntimeError, ValueError) as e:  # URLError is an OSError
+        raise fetch_error(spec, e, cache) from e
 
 
 def fetch_error(spec: str, error: BaseException, cache: Path) -> ProtectError:

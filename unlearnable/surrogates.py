@@ -18,7 +18,7 @@ from torch import nn
 
 from protect.devices import autocast
 from protect.errors import UnknownNameError
-from protect.weights import cache_dir, fetch_error
+from protect.weights import open_clip_model, torchvision_state
 from unlearnable.resnet import small_resnet
 from unlearnable.victim import augment, normalize
 
@@ -133,16 +133,8 @@ def check_surrogate(spec: str) -> None:
 
 
 def _open_clip(rest: str, device: torch.device) -> Surrogate:
-    import open_clip
-
     model_name, _, tag = rest.partition(":")
-    cache = cache_dir("open_clip")
-    try:
-        model, _, _ = open_clip.create_model_and_transforms(
-            model_name, pretrained=tag, device=device, cache_dir=str(cache)
-        )
-    except (RuntimeError, OSError) as e:
-        raise fetch_error(f"open_clip:{rest}", e, cache) from e
+    model = open_clip_model(model_name, tag, device=device)
     model.eval().requires_grad_(False)
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else int(size)
@@ -158,14 +150,10 @@ def _open_clip(rest: str, device: torch.device) -> Surrogate:
 def _torchvision(device: torch.device) -> Surrogate:
     import torchvision
 
-    net, cache = torchvision.models.resnet18(weights=None), cache_dir("torchvision")
-    try:
-        state = torchvision.models.ResNet18_Weights.DEFAULT.get_state_dict(
-            progress=False, model_dir=str(cache)
-        )
-    except (OSError, RuntimeError) as e:  # URLError is an OSError
-        raise fetch_error("torchvision:resnet18", e, cache) from e
-    net.load_state_dict(state)
+    net = torchvision.models.resnet18(weights=None)
+    net.load_state_dict(
+        torchvision_state(torchvision.models.ResNet18_Weights.DEFAULT, "torchvision:resnet18")
+    )
     net.fc = nn.Identity()
     net = net.to(device).eval().requires_grad_(False)
     mean = torch.tensor((0.485, 0.456, 0.406), device=device).view(1, 3, 1, 1)

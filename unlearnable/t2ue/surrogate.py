@@ -1,7 +1,7 @@
 """The CLIP surrogate of T2UE (Ma, Huang et al., arXiv 2508.03091, §3.2): build, save, load, encode, train.
 
 The paper freezes a pretrained OpenAI CLIP (ViT-B/32 or ViT-B/16). `protect` can use any open_clip model for that
-(`load_open_clip(name, tag)`, fetched once into open_clip's cache), but never downloads by default: the offline
+(`load_open_clip(name, tag)`, fetched once into `$PROTECT_HOME/weights`), but never downloads by default: the offline
 default is a tiny open_clip `CLIP` built from `TINY_CLIP` and trained here on the user's own image-caption pairs.
 The same `train_clip` also trains the contrastive *victims* of the benchmark, so surrogate and victims share one
 recipe. Protection strength depends on the surrogate: a tiny CLIP trained on a few thousand pairs is a much weaker
@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from protect.errors import ConfigError, IntegrityError, one_line
 from protect.paths import atomic_path, atomic_write_text
-from protect.weights import cache_dir, fetch_error
+from protect.weights import open_clip_model
 
 log = logging.getLogger(__name__)
 
@@ -208,16 +208,10 @@ def load_clip(directory: str | Path, *, device: str | torch.device = "cpu") -> S
 
 
 def load_open_clip(name: str, pretrained: str | None, *, device: str | torch.device = "cpu") -> Surrogate:
-    """A pretrained open_clip model (e.g. `ViT-B-32`, `openai`): fetched once into open_clip's cache, then offline."""
+    """A pretrained open_clip model (e.g. `ViT-B-32`, `openai`): fetched once into `$PROTECT_HOME/weights`, then offline."""
     if name not in open_clip.list_models():
         raise ConfigError(f"unknown open_clip model {name!r}; see open_clip.list_models()")
-    cache = cache_dir("open_clip")
-    try:
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            name, pretrained=pretrained, device=device, cache_dir=str(cache)
-        )
-    except (OSError, RuntimeError) as e:  # the hub client's network failures are OSErrors
-        raise fetch_error(f"open_clip:{name}:{pretrained}", e, cache) from e
+    model = open_clip_model(name, pretrained, device=device)
     size = model.visual.image_size
     size = int(size[0] if isinstance(size, (tuple, list)) else size)
     mean = tuple(getattr(model.visual, "image_mean", None) or OPENAI_DATASET_MEAN)
