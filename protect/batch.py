@@ -109,10 +109,11 @@ class CopyJob:
                 (self.report_dir / PROGRESS_NAME).unlink(missing_ok=True)
             if self.options.resume:
                 self._recorded, self.rows = self._read_progress()
-        except BaseException as e:
+        except OSError as e:
             self._release()  # a refused or failed start must not keep the folder locked
-            if isinstance(e, OSError):
-                raise ConfigError(f"cannot write to {self.report_dir}: {e.strerror or e}") from e
+            raise ConfigError(f"cannot write to {self.report_dir}: {e.strerror or e}") from e
+        except BaseException:
+            self._release()
             raise
 
     def _take_lock(self) -> None:
@@ -162,10 +163,9 @@ class CopyJob:
         of the originals (at CIFAR size, the originals themselves), and the JSON rows and the progress file hold
         local paths. Inside the release they would hand out exactly what the protection withholds.
         """
+        # a symlinked `--out` reports beside its target, where the files go (and where its lock is)
         odd = self.dst.is_symlink() or self.dst.name in ("", ".", "..")
-        base = (
-            self.dst.resolve() if odd else self.dst
-        )  # a symlinked `--out`: beside its target, where files go
+        base = self.dst.resolve() if odd else self.dst
         return base.with_name((base.stem if self.is_npz else base.name) + "-report")
 
     # -- folders -----------------------------------------------------------------------------------------
