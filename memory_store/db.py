@@ -372,6 +372,19 @@ def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
     return None if row is None else str(row[0])
 
 
+def setdefault_meta(conn: sqlite3.Connection, key: str, value: str, *, busy_timeout: float = 10.0) -> str:
+    """The `meta` value of `key` (main or feedback database), storing `value` first if there is none; when two
+    processes race, both get the one that was stored first."""
+    stored = get_meta(conn, key)
+    if stored is None:
+        _retry(
+            lambda: conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value)),
+            busy_timeout,
+        )
+        stored = get_meta(conn, key)
+    return str(stored)
+
+
 def compact(conn: sqlite3.Connection) -> bool:
     """Checkpoint the WAL into the main file, VACUUM, and truncate the WAL to zero bytes.
 

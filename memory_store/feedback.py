@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from memory_store import text as T
-from memory_store.db import _is_locked, _retry, compact, create_private
+from memory_store.db import _is_locked, _retry, compact, create_private, setdefault_meta
 from protect.errors import IntegrityError, ProtectError
 
 log = logging.getLogger(__name__)
@@ -127,11 +127,7 @@ class FeedbackLog:
         if self.owner is None:
             return True
         mine = self.owner()
-        _retry(
-            lambda: conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('owner', ?)", (mine,)),
-            self.busy_timeout,
-        )
-        return conn.execute("SELECT value FROM meta WHERE key='owner'").fetchone()[0] == mine
+        return setdefault_meta(conn, "owner", mine, busy_timeout=self.busy_timeout) == mine
 
     def _query_hash(self, query: str) -> str:
         if self._salt is None:

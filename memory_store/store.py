@@ -326,8 +326,7 @@ class MemoryStore:
                 name = "tfidf"
         emb = vectors.create_embedder(name)
         if stored is None:
-            with db.transaction(self.conn, busy_timeout=self.busy_timeout):
-                self.conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('embedder', ?)", (name,))
+            db.setdefault_meta(self.conn, "embedder", name, busy_timeout=self.busy_timeout)
         return emb
 
     def close(self) -> None:
@@ -337,14 +336,9 @@ class MemoryStore:
     @_guard
     def _store_id(self) -> str:
         """A random id of this database, made on first use (its feedback file records which database it serves)."""
-        stored = db.get_meta(self.conn, "store_id")
-        if stored is None:
-            with db.transaction(self.conn, busy_timeout=self.busy_timeout):
-                self.conn.execute(
-                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', ?)", (secrets.token_hex(16),)
-                )
-            stored = db.get_meta(self.conn, "store_id")
-        return str(stored)
+        return db.setdefault_meta(
+            self.conn, "store_id", secrets.token_hex(16), busy_timeout=self.busy_timeout
+        )
 
     @_guard
     def _existing(self, ids: set[int]) -> set[int]:
