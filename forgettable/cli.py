@@ -172,8 +172,7 @@ def _donor_backbone(path: str, dataset: Any) -> tuple[str, dict[str, Any], dict[
             f"--backbone-from {path} sees {cfg.image_size}px images with {cfg.channels} channel(s); this data "
             f"needs {want['image_size']}px with {want['channels']}"
         )
-    arch = {k: getattr(cfg, k) for k in ("dim", "depth", "heads", "mlp_ratio", "patch_size", "mean", "std")}
-    return cfg.backbone, arch, donor.backbone.state_dict()
+    return cfg.backbone, cfg.architecture(), donor.backbone.state_dict()
 
 
 @model.command()

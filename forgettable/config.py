@@ -84,6 +84,23 @@ class ForgettableConfig:
             raise UnknownNameError(f"unknown class {name!r}; this model knows: {', '.join(self.class_names)}")
         return self.class_names.index(name)
 
+    def architecture(self) -> dict[str, Any]:
+        """The sizes and input normalisation that `fit(arch=...)` rebuilds this backbone from."""
+        keys = (
+            "image_size",
+            "channels",
+            "patch_size",
+            "dim",
+            "depth",
+            "heads",
+            "mlp_ratio",
+            "lora_rank",
+            "lora_alpha",
+            "mean",
+            "std",
+        )
+        return {k: getattr(self, k) for k in keys}
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

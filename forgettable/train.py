@@ -251,19 +251,6 @@ def train_oracle(
             )
         if recipe.backbone_init != f"state:{_state_digest(backbone_state)}":
             raise ConfigError("--backbone-from is not the backbone this model started from")
-    keys = (
-        "image_size",
-        "channels",
-        "patch_size",
-        "dim",
-        "depth",
-        "heads",
-        "mlp_ratio",
-        "lora_rank",
-        "lora_alpha",
-        "mean",
-        "std",
-    )
     cfg = model.config
     return fit(
         data.without(forgotten),
@@ -273,5 +260,5 @@ def train_oracle(
         recipe=recipe,
         device=device,
         backbone_state=backbone_state,
-        arch={k: getattr(cfg, k) for k in keys},
+        arch=cfg.architecture(),
     )
