@@ -381,6 +381,16 @@ def wipe_feedback(db_path: Path | None, embedder: str) -> None:
     "$PROTECT_MEMORY_TOKEN overrides].",
 )
 @click.option("--no-auth", is_flag=True, help="HTTP: accept requests without a token (any local process).")
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="HTTP: serve HTTPS with this PEM certificate (chain); needs --tls-key.",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="HTTP: the certificate's unencrypted PEM private key.",
+)
 @_store_options
 def serve(
     transport: str,
@@ -390,32 +400,51 @@ def serve(
     allow_forget_any: bool,
     token_file: Path | None,
     no_auth: bool,
+    tls_cert: Path | None,
+    tls_key: Path | None,
     db_path: Path | None,
     embedder: str,
 ) -> None:
     """Run the MCP server (stdio for one client, or streamable HTTP at http://HOST:PORT/mcp).
 
-    Over HTTP every request must carry `Authorization: Bearer TOKEN`, the token in --token-file.
+    Over HTTP every request must carry `Authorization: Bearer TOKEN`, the token in --token-file. Off
+    127.0.0.1, pass --tls-cert and --tls-key: plain HTTP shows the token and the memories to the network.
 
     \b
     Example:
         protect memory serve --db ~/agent-memory.db
         protect memory serve --transport http --port 8417
+        protect memory serve --transport http --host 0.0.0.0 --tls-cert cert.pem --tls-key key.pem
     """
+    from memory_store import tls as T
+    from memory_store.server import http_url
     from memory_store.server import serve as run
+    from protect.errors import ConfigError
 
+    if (tls_cert is None) != (tls_key is None):
+        raise ConfigError("HTTPS needs both --tls-cert and --tls-key")
+    if tls_cert and transport != "http":
+        raise ConfigError("--tls-cert / --tls-key apply to --transport http only")
+    tls = T.load(tls_cert, tls_key) if tls_cert and tls_key else None
     with _open(db_path, embedder) as store:
         token = None
+        url = http_url(host, port, tls=tls is not None)
         if transport == "http" and not no_auth:
             token, source = _http_token(token_file, store.path)
             click.echo(
-                f"MCP over HTTP at http://{host}:{port}/mcp; clients send 'Authorization: Bearer <token>', "
+                f"MCP over {'HTTPS' if tls else 'HTTP'} at {url}; clients send 'Authorization: Bearer <token>', "
                 f"the token in {source}",
                 err=True,
             )
         elif transport == "http":
             click.echo(
                 "warning: --no-auth: any process that can reach the port can read and erase memories",
+                err=True,
+            )
+        if transport == "http" and not tls and not T.is_loopback(host):
+            click.echo(
+                f"warning: {host} is reachable from other machines and this is plain HTTP: the token and "
+                "every memory travel in clear; pass --tls-cert and --tls-key",
                 err=True,
             )
         run(
@@ -426,6 +455,7 @@ def serve(
             agent=agent,
             allow_forget_any=allow_forget_any,
             token=token,
+            tls=tls,
         )
 
 

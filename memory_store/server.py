@@ -22,6 +22,7 @@ from pydantic import Field
 
 from memory_store import auth
 from memory_store.store import DEFAULT_NAMESPACE, MAX_ID, MemoryStore
+from memory_store.tls import TLSFiles
 from protect.errors import ProtectError
 
 Text = Annotated[str, Field(min_length=1, max_length=16_000)]
@@ -209,18 +210,34 @@ def serve(
     agent: str | None = None,
     allow_forget_any: bool = False,
     token: str | None = None,
+    tls: TLSFiles | None = None,
 ) -> None:
     """Run until the client disconnects (stdio) or the process is stopped (HTTP, where `token`, if given, is
-    required of every request)."""
+    required of every request, and `tls` makes it HTTPS: `memory_store.tls`)."""
     server = build_server(
         store,
         transport=transport,
         agent=agent,
         allow_forget_any=allow_forget_any,
         token=token if transport != "stdio" else None,
-        base_url=f"http://{f'[{host}]' if ':' in host else host}:{port}",
+        base_url=http_url(host, port, tls=tls is not None, path=""),
     )
     if transport == "stdio":
         server.run("stdio")
-    else:
-        server.run("streamable-http", host=host, port=port)
+        return
+    import uvicorn
+
+    # the SDK's own `run("streamable-http")` is this app under uvicorn, without a way to pass TLS files
+    config = uvicorn.Config(
+        server.streamable_http_app(host=host),
+        host=host,
+        port=port,
+        log_level=server.settings.log_level.lower(),
+        **(tls.uvicorn_options() if tls else {}),
+    )
+    uvicorn.Server(config).run()
+
+
+def http_url(host: str, port: int, *, tls: bool, path: str = "/mcp") -> str:
+    """The address clients use: https with TLS files, brackets around an IPv6 host."""
+    return f"{'https' if tls else 'http'}://{f'[{host}]' if ':' in host else host}:{port}{path}"
