@@ -10,6 +10,8 @@ seconds) and one 12-megapixel photo. The surrogate refit interval K is measured 
     python bench/unlearnable_bench.py                      # what we ran: 10k / 2k, ResNet-18 width 16, 20 epochs, bf16
     python bench/unlearnable_bench.py --width 64 --epochs 30 --precision fp32   # the standard recipe (a day here)
     python bench/unlearnable_bench.py --seed 1 --name unlearnable_seed1 --ps 0.5,1.0 --skip em,adv,squeeze,photo
+    python bench/unlearnable_bench.py --no-augment --name unlearnable_noaug --ps 0.5,1.0 --skip squeeze,photo
+                                                           # the authors' victims: no crop or flip
 
 Writes bench/results/unlearnable.json and bench/results/unlearnable.md.
 """
@@ -17,6 +19,7 @@ Writes bench/results/unlearnable.json and bench/results/unlearnable.md.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -82,6 +85,9 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=16, help="victim ResNet-18 width (64 = standard)")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--precision", default="bf16", help="victim arithmetic: bf16 autocast or fp32")
+    ap.add_argument(
+        "--no-augment", action="store_true", help="victims without crop+flip (the authors' ToTensor-only recipe)"
+    )
     ap.add_argument("--ps", default="0.2,0.5,0.8,1.0")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch default)")
@@ -98,7 +104,9 @@ def main() -> None:
     res = Results(args.name, config, resume=args.resume)
     data = load_cifar(args.train_size, args.test_size)
     x, y, xt, yt = data["x_train"], data["y_train"], data["x_test"], data["y_test"]
-    recipe = Recipe(width=args.width, epochs=args.epochs, precision=args.precision)
+    recipe = Recipe(
+        width=args.width, epochs=args.epochs, precision=args.precision, augment=not args.no_augment
+    )
     res.data["recipe"] = recipe.__dict__
 
     def victim(arm: str, xtrain: np.ndarray, ytrain: np.ndarray, finetune=None) -> None:
@@ -117,11 +125,17 @@ def main() -> None:
         print(arm, res.data["arms"][arm], flush=True)
 
     def protected(method: str) -> np.ndarray:
+        """The protected training set, generated once per (method, size, seed) and shared by every results
+        file: the victim recipe does not change it. The generation's own numbers travel with the array."""
         cache = res.path.parent / f".cache-{method}-{args.train_size}-{args.seed}.npy"
-        if cache.exists() and res.has(f"generate:{method}"):
+        info_file = cache.with_suffix(".json")
+        if cache.exists() and info_file.exists():
+            if not res.has(f"generate:{method}"):
+                res.put(f"generate:{method}", json.loads(info_file.read_text()))
             return np.load(cache)
         prot, info = generate(method, x, y, args)
         np.save(cache, prot)
+        info_file.write_text(json.dumps(info))
         res.put(f"generate:{method}", info)
         print(method, info, flush=True)
         return prot
