@@ -86,7 +86,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--precision", default="bf16", help="victim arithmetic: bf16 autocast or fp32")
     ap.add_argument(
-        "--no-augment", action="store_true", help="victims without crop+flip (the authors' ToTensor-only recipe)"
+        "--no-augment",
+        action="store_true",
+        help="victims without crop+flip (the authors' ToTensor-only recipe)",
     )
     ap.add_argument("--ps", default="0.2,0.5,0.8,1.0")
     ap.add_argument("--seed", type=int, default=0)
