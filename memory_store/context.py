@@ -58,6 +58,31 @@ def refresh(conn: sqlite3.Connection, ids: Iterable[int]) -> int:
     return changed
 
 
+def replies(conn: sqlite3.Connection, ids: Iterable[int]) -> dict[int, int]:
+    """{memory id: the next memory in its session} for those of `ids` that ask something (a '?' in their text).
+
+    In a conversation the answer is the turn after the question (an adjacency pair: Schegloff & Sacks,
+    "Opening up closings", Semiotica 1973), so a query that matches a question is also looking for its reply,
+    whose own words often share little with the query ("I've had them for 3 years now!"). Same session key
+    as the windows above.
+    """
+    ids = list(dict.fromkeys(ids))
+    asks = []
+    for k in range(0, len(ids), 500):
+        chunk = ids[k : k + 500]
+        sql = (
+            "SELECT id, namespace, session, agent_id FROM memories WHERE id IN ({}) "
+            "AND session IS NOT NULL AND session != '' AND instr(content, '?') > 0"
+        ).format(",".join("?" * len(chunk)))
+        asks += conn.execute(sql, chunk).fetchall()
+    out = {}
+    for mid, ns, session, agent in asks:
+        nxt = conn.execute(_SIDE.format(op=">", order="ASC"), (ns, session, agent, mid, 1)).fetchone()
+        if nxt is not None:
+            out[mid] = nxt[0]
+    return out
+
+
 def around(conn: sqlite3.Connection, ids: Iterable[int]) -> set[int]:
     """`ids` and every memory in their windows: what to refresh after they are written or change status."""
     out = set(ids)

@@ -224,6 +224,9 @@ class MemoryStore:
         session_weight, session_top: each candidate's score gains `session_weight` times the mean of the best
             `session_top` candidate scores in its session (itself included); 0 disables this session prior
             (default: 0.4 with MiniLM, 0.2 with TF-IDF, chosen on LoCoMo dev conversations).
+        reply_weight: a memory that asks something lends `reply_weight` times its fused score to the next
+            memory in its session, its reply (`memory_store.context.replies`); 0 disables it (0.75 was best on
+            the LoCoMo dev conversations with either embedder).
         common_term_df, max_term_docs, prune_min_docs: above `prune_min_docs` memories, FTS5 queries skip
             words in more than that share of memories or more than `max_term_docs` of them (speed); the
             similarity check on write always does.
@@ -245,6 +248,7 @@ class MemoryStore:
         context_weight: float = 0.3,
         session_weight: float | None = None,
         session_top: int = 5,
+        reply_weight: float = 0.75,
         rrf_k: int = 10,
         quarantine_below: float = 0.5,
         min_trust: float = 0.35,
@@ -272,6 +276,9 @@ class MemoryStore:
         if not isinstance(session_top, int) or session_top < 1:
             raise ConfigError(f"session_top must be a positive integer, got {session_top!r}")
         self.session_top = session_top
+        if reply_weight < 0.0:
+            raise ConfigError(f"reply_weight must be >= 0, got {reply_weight}")
+        self.reply_weight = reply_weight
         self.rrf_k = rrf_k
         self.quarantine_below = quarantine_below
         self.min_trust = min_trust
@@ -696,7 +703,7 @@ class MemoryStore:
             semantic: list[tuple[int, float]] = []
             if query.strip() and mode != "keyword":
                 semantic = self._index(namespace).search(self._encode([query]), pool)
-            fused = self._fuse(keyword, semantic, pool)
+            fused = self._with_replies(self._fuse(keyword, semantic, pool))
             ids = list(fused)
             meta = []  # score on (id, agent, status, created_at); load full rows only for the winners
             for k in range(0, len(ids), 500):
@@ -751,6 +758,16 @@ class MemoryStore:
             (score + self.session_weight * prior[g], mid, t)
             for (score, mid, t), g in zip(scored, groups, strict=True)
         ]
+
+    def _with_replies(self, fused: dict[int, float]) -> dict[int, float]:
+        """Each question candidate lends `reply_weight` x its score to its reply (added to the candidates if
+        missing). The reply is then scored like any candidate: its own writer's trust and status decide."""
+        if self.reply_weight <= 0.0 or not fused:
+            return fused
+        out = dict(fused)
+        for question, reply in context.replies(self.conn, fused).items():
+            out[reply] = out.get(reply, 0.0) + self.reply_weight * fused[question]
+        return out
 
     def _fuse(
         self, keyword: list[tuple[int, float]], semantic: list[tuple[int, float]], pool: int
