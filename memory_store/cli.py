@@ -370,7 +370,13 @@ def wipe_feedback(db_path: Path | None, embedder: str) -> None:
 
 @memory.command()
 @click.option("--transport", type=click.Choice(["stdio", "http"]), default="stdio", show_default=True)
-@click.option("--host", default="127.0.0.1", show_default=True, help="HTTP bind address.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    callback=lambda _ctx, _param, v: v[1:-1] if v.startswith("[") and v.endswith("]") else v,
+    help="HTTP bind address (an IPv6 address with or without brackets).",
+)
 @click.option("--port", type=click.IntRange(1, 65535), default=8417, show_default=True, help="HTTP port.")
 @click.option("--agent", help="Pin the agent id of every client of this server (e.g. one server per IDE).")
 @click.option("--allow-forget-any", is_flag=True, help="Let agents erase memories of other agents.")

@@ -58,13 +58,14 @@ def refresh(conn: sqlite3.Connection, ids: Iterable[int]) -> int:
     return changed
 
 
-def replies(conn: sqlite3.Connection, ids: Iterable[int]) -> dict[int, int]:
+def replies(conn: sqlite3.Connection, ids: Iterable[int], *, quarantined: bool = False) -> dict[int, int]:
     """{memory id: the next memory in its session} for those of `ids` that ask something (a '?' in their text).
 
     In a conversation the answer is the turn after the question (an adjacency pair: Schegloff & Sacks,
     "Opening up closings", Semiotica 1973), so a query that matches a question is also looking for its reply,
     whose own words often share little with the query ("I've had them for 3 years now!"). Same session key
-    as the windows above.
+    as the windows above. A quarantined question has no reply unless `quarantined` (it lends nothing, like a
+    quarantined neighbour's context), so a hidden memory cannot push the one after it up the ranking.
     """
     ids = list(dict.fromkeys(ids))
     asks = []
@@ -72,8 +73,8 @@ def replies(conn: sqlite3.Connection, ids: Iterable[int]) -> dict[int, int]:
         chunk = ids[k : k + 500]
         sql = (
             "SELECT id, namespace, session, agent_id FROM memories WHERE id IN ({}) "
-            "AND session IS NOT NULL AND session != '' AND instr(content, '?') > 0"
-        ).format(",".join("?" * len(chunk)))
+            "AND session IS NOT NULL AND session != '' AND instr(content, '?') > 0{}"
+        ).format(",".join("?" * len(chunk)), "" if quarantined else " AND status = 'active'")
         asks += conn.execute(sql, chunk).fetchall()
     out = {}
     for mid, ns, session, agent in asks:

@@ -23,6 +23,7 @@ from pydantic import Field
 from memory_store import auth
 from memory_store.store import DEFAULT_NAMESPACE, MAX_ID, MemoryStore
 from memory_store.tls import TLSFiles
+from memory_store.tls import transport_security as tls_security
 from protect.errors import ProtectError
 
 Text = Annotated[str, Field(min_length=1, max_length=16_000)]
@@ -228,8 +229,9 @@ def serve(
     import uvicorn
 
     # the SDK's own `run("streamable-http")` is this app under uvicorn, without a way to pass TLS files
+    app = server.streamable_http_app(host=host, transport_security=tls_security(host) if tls else None)
     config = uvicorn.Config(
-        server.streamable_http_app(host=host),
+        app,
         host=host,
         port=port,
         log_level=server.settings.log_level.lower(),

@@ -276,7 +276,7 @@ class MemoryStore:
         if not isinstance(session_top, int) or session_top < 1:
             raise ConfigError(f"session_top must be a positive integer, got {session_top!r}")
         self.session_top = session_top
-        if reply_weight < 0.0:
+        if not reply_weight >= 0.0:  # also refuses NaN
             raise ConfigError(f"reply_weight must be >= 0, got {reply_weight}")
         self.reply_weight = reply_weight
         self.rrf_k = rrf_k
@@ -683,7 +683,8 @@ class MemoryStore:
 
         Quarantined memories and memories of agents whose trust fell below `min_trust` are not served unless
         `include_quarantined`. Any text is a valid query: it is reduced to quoted word tokens before FTS5.
-        `mode="keyword"` or `"semantic"` uses one ranking alone (for comparisons). Lone surrogates (undecodable
+        `mode="keyword"` or `"semantic"` uses one of the two rankings alone (for comparisons; the session prior
+        and replies still apply). Lone surrogates (undecodable
         bytes from a shell) are dropped from the query: it only ranks, so a cleaned query is still a fair one.
         """
         if mode not in ("hybrid", "keyword", "semantic"):
@@ -703,7 +704,7 @@ class MemoryStore:
             semantic: list[tuple[int, float]] = []
             if query.strip() and mode != "keyword":
                 semantic = self._index(namespace).search(self._encode([query]), pool)
-            fused = self._with_replies(self._fuse(keyword, semantic, pool))
+            fused = self._with_replies(self._fuse(keyword, semantic, pool), include_quarantined)
             ids = list(fused)
             meta = []  # score on (id, agent, status, created_at); load full rows only for the winners
             for k in range(0, len(ids), 500):
@@ -759,13 +760,13 @@ class MemoryStore:
             for (score, mid, t), g in zip(scored, groups, strict=True)
         ]
 
-    def _with_replies(self, fused: dict[int, float]) -> dict[int, float]:
-        """Each question candidate lends `reply_weight` x its score to its reply (added to the candidates if
-        missing). The reply is then scored like any candidate: its own writer's trust and status decide."""
+    def _with_replies(self, fused: dict[int, float], quarantined: bool) -> dict[int, float]:
+        """Each question candidate that may be served lends `reply_weight` x its score to its reply (added to
+        the candidates if missing). The reply is then scored like any candidate: its own status decides."""
         if self.reply_weight <= 0.0 or not fused:
             return fused
         out = dict(fused)
-        for question, reply in context.replies(self.conn, fused).items():
+        for question, reply in context.replies(self.conn, fused, quarantined=quarantined).items():
             out[reply] = out.get(reply, 0.0) + self.reply_weight * fused[question]
         return out
 

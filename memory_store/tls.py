@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mcp.server.transport_security import TransportSecuritySettings
+
 from protect.errors import ConfigError
+
+# the SDK turns on its DNS-rebinding checks for exactly these bind addresses (mcp.server.lowlevel.server)
+_SDK_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
 
 
 @dataclass(frozen=True)
@@ -50,11 +56,24 @@ def load(cert: Path, key: Path) -> TLSFiles:
     return TLSFiles(cert, key)
 
 
+def transport_security(host: str) -> TransportSecuritySettings | None:
+    """The SDK's DNS-rebinding defaults for a loopback bind, with `https://` origins allowed too: the SDK's list
+    has `http://` only, so a browser-based client of an HTTPS server would get 403 for its Origin header.
+    `None` (the SDK decides) for any other host."""
+    if host not in _SDK_LOOPBACK:
+        return None
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=_LOOPBACK_HOSTS,
+        allowed_origins=[f"{scheme}://{h}" for scheme in ("http", "https") for h in _LOOPBACK_HOSTS],
+    )
+
+
 def is_loopback(host: str) -> bool:
     """Whether only this machine can reach `host` (127.0.0.0/8, ::1, localhost)."""
     if host.lower() == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # a host name or a wildcard: assume the network can reach it

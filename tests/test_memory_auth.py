@@ -21,6 +21,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from memory_store import auth, tls
+from memory_store.server import http_url
 from protect.cli import cli
 from protect.errors import ConfigError
 
@@ -143,6 +144,14 @@ def test_https_serves_the_same_tools_and_plain_http_gets_nothing(tmp_path, prote
         with pytest.raises(httpx2.ConnectError):  # nor can one that does not trust the certificate
             httpx2.post(url, json=INIT, headers=HEADERS)
         assert httpx2.post(url, json=INIT, headers=HEADERS, verify=client_ctx).status_code == 401
+        signed = {**HEADERS, "authorization": f"Bearer {token}"}
+        origin = url.removesuffix("/mcp")  # a browser-based client of this server sends its https:// origin
+        ok = httpx2.post(url, json=INIT, headers={**signed, "origin": origin}, verify=client_ctx)
+        assert ok.status_code == 200, ok.text
+        evil = httpx2.post(
+            url, json=INIT, headers={**signed, "origin": "https://evil.example"}, verify=client_ctx
+        )
+        assert evil.status_code == 403  # the SDK's DNS-rebinding check is still on
 
         async def scenario():
             client = httpx2.AsyncClient(headers={"authorization": f"Bearer {token}"}, verify=client_ctx)
@@ -175,6 +184,8 @@ def test_unusable_tls_files_are_one_line_before_the_server_starts(tmp_path, prot
     assert r.exit_code == 2 and "--transport http only" in r.output
 
 
-def test_loopback_hosts():
-    assert all(tls.is_loopback(h) for h in ("127.0.0.1", "127.8.0.1", "::1", "[::1]", "localhost"))
+def test_loopback_hosts_and_their_urls():
+    assert all(tls.is_loopback(h) for h in ("127.0.0.1", "127.8.0.1", "::1", "localhost"))
     assert not any(tls.is_loopback(h) for h in ("0.0.0.0", "::", "192.168.1.4", "example.org"))
+    assert http_url("::1", 8417, tls=True) == "https://[::1]:8417/mcp"
+    assert http_url("127.0.0.1", 1, tls=False, path="") == "http://127.0.0.1:1"
