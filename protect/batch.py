@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from protect.imageio import (
     load_npz,
     output_path,
     plan_outputs,
+    refuse_links_into,
     relative,
     save_image,
     save_npz,
@@ -102,6 +104,7 @@ class CopyJob:
                 ", ".join(stale),
                 self.report_dir,
             )
+        writable(self.dst.parent if self.is_npz else self.dst)  # before any work, not after the first image
         try:
             self.report_dir.mkdir(parents=True, exist_ok=True)
             self._take_lock()
@@ -279,6 +282,7 @@ class CopyJob:
                 files = find_images(self.src) if self.src.is_dir() else []
             rels = [relative(p, self.src) for p in files]
             plan = plan_outputs(self.dst, rels, self.options.fmt)
+            refuse_links_into(self.src, plan.values())
             self._outputs = {rel.as_posix(): path for rel, path in plan.items()}
             if self._sweep:
                 self._remove_leftovers(list(plan.values()))
@@ -324,6 +328,18 @@ class CopyJob:
             elif isinstance(row, dict) and "file" in row:
                 rows[row["file"]] = row
         return recorded, list(rows.values())
+
+
+def writable(folder: Path) -> None:
+    """Check that files can be made in `folder`, or in the nearest existing folder above it, where it will be
+    made (permissions, a read-only mount), without creating anything: a refused run leaves no output behind."""
+    probe = folder.absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        tempfile.TemporaryFile(dir=probe).close()
+    except OSError as e:
+        raise ConfigError(f"cannot write to {folder}: {e.strerror or e}") from e
 
 
 _HELD: dict[str, list[int]] = {}  # locked folder -> [descriptor, jobs of this process using it]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import zipfile
 from collections import Counter
 from collections.abc import Iterable
@@ -36,7 +37,7 @@ try:  # HEIC/HEIF photos from phones, when the optional plugin is installed.
 except ImportError:  # pragma: no cover - depends on the environment
     HEIC_SUFFIXES = ()
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff") + HEIC_SUFFIXES
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff") + HEIC_SUFFIXES
 OUTPUT_FORMATS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 LOSSY_FORMATS = ("jpeg", "webp")
 
@@ -93,6 +94,22 @@ def check_destination(src: str | Path, dst: str | Path) -> None:
         raise ConfigError(f"--out {dst} is a folder; an .npz source needs an .npz file as --out")
 
 
+def refuse_links_into(src: str | Path, outputs: Iterable[Path]) -> None:
+    """Refuse outputs that a symbolic link inside the destination leads back into the source folder.
+
+    `check_destination` compares the two folders; a link inside DST (`cp -rs SRC DST` makes one per file, or
+    `DST/sub -> SRC/sub`) sends a write to an original all the same, since writes go through links.
+    """
+    root = Path(src).resolve()
+    for out in outputs:
+        real = Path(os.path.realpath(out))
+        if real == root or root in real.parents:
+            raise ConfigError(
+                f"{out} leads into the source folder ({real}) through a symbolic link; remove the link or "
+                "choose another --out"
+            )
+
+
 def find_images(src: str | Path) -> list[Path]:
     """All image files under a folder, recursively, in a stable order (hidden files and our own outputs skipped)."""
     root = Path(src)
@@ -128,6 +145,7 @@ def load_image(path: str | Path, *, root: str | Path | None = None, keep_exif: b
         with Image.open(path) as im:
             im.load()
             icc = im.info.get("icc_profile")
+            frames = getattr(im, "n_frames", 1)
             im = ImageOps.exif_transpose(im)  # display orientation; removes the Orientation tag
             exif = im.getexif().tobytes() if keep_exif and len(im.getexif()) else None
             mode = im.mode
@@ -151,6 +169,12 @@ def load_image(path: str | Path, *, root: str | Path | None = None, keep_exif: b
     pixels = np.asarray(im, dtype=np.uint8).copy()
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
+    notes = [note] if note else []
+    if icc and not icc_describes(icc, pixels.shape[2]):
+        notes.append(f"its ICC profile ({icc[16:20].decode('latin-1').strip() or '?'} data) was dropped")
+        icc = None  # a CMYK profile on RGB pixels would make viewers render wrong colours
+    if frames > 1:
+        notes.append(f"only the first of {frames} frames was protected and saved")
     label = rel.parts[0] if len(rel.parts) > 1 else None
     return Picture(
         rel=rel,
@@ -160,8 +184,14 @@ def load_image(path: str | Path, *, root: str | Path | None = None, keep_exif: b
         exif=exif,
         label=label,
         source=str(path),
-        meta={"mode": mode} | ({"note": note} if note else {}),
+        meta={"mode": mode} | ({"note": "; ".join(notes)} if notes else {}),
     )
+
+
+def icc_describes(icc: bytes, channels: int) -> bool:
+    """Whether an ICC profile's colour space (header bytes 16-19, ICC.1:2022 section 7.2.6) fits the pixels
+    that will be saved: 'RGB ' for 3 channels, 'GRAY' for 1."""
+    return icc[16:20] == (b"RGB " if channels == 3 else b"GRAY")
 
 
 def _wide_to_grey(im: Image.Image, path: Path) -> tuple[Image.Image, str]:
@@ -237,8 +267,10 @@ def flatten_alpha(picture: Picture) -> Picture:
         return picture
     a = picture.alpha[:, :, None].astype(np.float64) / 255.0
     flat = np.rint(picture.pixels * a + 255.0 * (1.0 - a)).astype(np.uint8)
-    note = "alpha flattened onto white (JPEG has no alpha channel)"
-    return replace(picture, pixels=flat, alpha=None, meta=picture.meta | {"note": note})
+    notes = [picture.meta.get("note"), "alpha flattened onto white (JPEG has no alpha channel)"]
+    return replace(
+        picture, pixels=flat, alpha=None, meta=picture.meta | {"note": "; ".join(filter(None, notes))}
+    )
 
 
 def encode(picture: Picture, fmt: str = "png", quality: int = 95) -> bytes:
@@ -300,8 +332,10 @@ def load_npz(path: str | Path) -> ArrayDataset:
     if not x.size:
         raise ConfigError(f"{path}: 'x' holds no images (shape {x.shape})")
     y = arrays.pop("y", None)
-    if y is not None and len(y) != len(x):
-        raise ConfigError(f"{path}: 'y' has {len(y)} labels for {len(x)} images")
+    if y is not None and (y.ndim != 1 or len(y) != len(x)):
+        raise ConfigError(
+            f"{path}: 'y' must hold one label per image, shape ({len(x)},); got shape {tuple(y.shape)}"
+        )
     return ArrayDataset(x=x, y=y, extras=arrays)
 
 

@@ -40,7 +40,7 @@ def atomic_path(dest: str | os.PathLike[str], *, private: bool = False) -> Itera
         raise ConfigError(f"{dest} exists and is not a regular file; choose another path")
     dest.parent.mkdir(parents=True, exist_ok=True)
     while True:
-        tmp_path = dest.parent / f".{dest.name}.{secrets.token_hex(4)}.tmp{dest.suffix}"
+        tmp_path = dest.parent / f".{_temp_stem(dest.name)}.{secrets.token_hex(4)}.tmp{dest.suffix}"
         try:
             os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o666))
             break
@@ -56,6 +56,16 @@ def atomic_path(dest: str | os.PathLike[str], *, private: bool = False) -> Itera
 
 
 _TEMP_NAME = re.compile(r"\.(?P<dest>.+)\.[0-9a-f]{8}\.tmp(\.[^.]+)?")
+_NAME_MAX = 255  # bytes in one file name on ext4, XFS, APFS, NTFS...
+
+
+def _temp_stem(name: str) -> str:
+    """`name` as its temporary file carries it: cut (at a character) so that the temporary's name, which adds
+    about 20 bytes, still fits `_NAME_MAX` when `name` itself does."""
+    room = _NAME_MAX - len(os.fsencode(f"..{'0' * 8}.tmp{Path(name).suffix}"))
+    while name and len(os.fsencode(name)) > room:
+        name = name[:-1]
+    return name
 
 
 def remove_temp_leftovers(dests: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -68,7 +78,7 @@ def remove_temp_leftovers(dests: Iterable[str | os.PathLike[str]]) -> list[Path]
     by_folder: dict[Path, set[str]] = {}
     for dest in dests:
         real = Path(os.path.realpath(dest))
-        by_folder.setdefault(real.parent, set()).add(real.name)
+        by_folder.setdefault(real.parent, set()).add(_temp_stem(real.name))
     removed = []
     for folder, names in by_folder.items():
         if not folder.is_dir():

@@ -62,15 +62,15 @@ def write_html_report(
         stats = ", ".join(f"{k} {row[k]}" for k in ("psnr", "ssim", "linf") if k in row)
         cells.append(
             "<tr>"
-            f"<td>{html.escape(str(row.get('source', '')))}</td>"
+            f"<td>{html.escape(printable(str(row.get('source', ''))))}</td>"
             f"<td>{_img_tag(before)}</td><td>{_img_tag(after)}</td><td>{_img_tag(diff_img)}</td>"
             f"<td>{html.escape(stats)}</td></tr>"
         )
     page = (
         "<!doctype html><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title>"
+        f"<title>{html.escape(printable(title))}</title>"
         "<style>body{font-family:sans-serif}td{padding:4px;vertical-align:top}img{max-width:192px}</style>"
-        f"<h1>{html.escape(title)}</h1>"
+        f"<h1>{html.escape(printable(title))}</h1>"
         "<p>Difference images are amplified so the largest change is white.</p>"
         "<table><tr><th>source</th><th>original</th><th>protected</th><th>difference</th><th>quality</th></tr>"
         + "".join(cells)
@@ -79,6 +79,15 @@ def write_html_report(
     path = Path(dst) / HTML_NAME
     atomic_write_text(path, page)
     return path
+
+
+def printable(name: str) -> str:
+    """A file name as UTF-8 text can show it: bytes that were not UTF-8 (kept by Python as lone surrogates)
+    become U+FFFD, so the page can be written at all."""
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a surrogate that did not come from undecodable bytes
+        return name.encode("utf-8", "replace").decode("utf-8")
 
 
 def _img_tag(pixels: np.ndarray) -> str:

@@ -41,6 +41,17 @@ def test_temp_leftovers_of_a_killed_write_are_removed_and_nothing_else(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".notes.tmp", "link.npz"]
 
 
+def test_a_long_name_gets_a_temporary_that_fits_and_is_still_swept(tmp_path):
+    dest = tmp_path / ("é" * 120 + ".png")  # 244 bytes in UTF-8: legal, but its temporary's name would not be
+    kill = "import os, sys; from protect.paths import atomic_path\nwith atomic_path(sys.argv[1]):\n    os._exit(9)"
+    subprocess.run([sys.executable, "-c", kill, str(dest)], check=False)
+    (temp,) = tmp_path.iterdir()
+    assert len(os.fsencode(temp.name)) <= 255 and temp.name.endswith(".tmp.png")
+    assert remove_temp_leftovers([dest]) == [temp] and not any(tmp_path.iterdir())
+    atomic_write_text(dest, "written")
+    assert dest.read_text() == "written"
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
 def test_atomic_writes_get_the_umask_mode_or_owner_only(tmp_path):
     """Outputs made to be published must be readable as a plain `open` would leave them (not mkstemp's 0600)."""
@@ -73,7 +84,15 @@ def test_destination_rules(tmp_path):
         ({"y": np.zeros(3)}, "no array named 'x'"),
         ({"x": np.zeros((3, 4, 4, 3), np.float32)}, "must be uint8"),
         ({"x": np.zeros((3, 4, 4), np.uint8)}, "must be uint8"),
-        ({"x": np.zeros((3, 4, 4, 3), np.uint8), "y": np.zeros(2)}, "2 labels for 3 images"),
+        (
+            {"x": np.zeros((3, 4, 4, 3), np.uint8), "y": np.zeros(2)},
+            r"one label per image, shape \(3,\); got shape \(2,\)",
+        ),
+        (
+            {"x": np.zeros((3, 4, 4, 3), np.uint8), "y": np.int64(3)},
+            r"one label per image, shape \(3,\); got shape \(\)",
+        ),
+        ({"x": np.zeros((3, 4, 4, 3), np.uint8), "y": np.eye(3)}, r"got shape \(3, 3\)"),
     ],
 )
 def test_npz_validation_gives_one_clear_error(tmp_path, arrays, message):

@@ -3,6 +3,7 @@
 import contextlib
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -466,3 +467,97 @@ HOLD_LOCK = (
     "print('locked', flush=True)\n"
     "time.sleep(60)\n"
 )
+
+
+def _small(folder: Path, names: list[str], size=(12, 10)) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    for name in names:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(folder / name)
+    return folder
+
+
+@pytest.mark.parametrize("link", ["file", "folder"])
+def test_a_link_in_the_destination_back_into_the_source_is_refused(tmp_path, link):
+    """`cp -rs SRC DST` leaves one link per original in DST: writing through it would overwrite the original."""
+    src = _small(tmp_path / "src", ["a.png", "b.png", "sub/c.png"])
+    out = tmp_path / "out"
+    (out / "sub").parent.mkdir(parents=True)
+    if link == "file":
+        (out / "a.png").symlink_to(src / "a.png")
+    else:
+        (out / "sub").symlink_to(src / "sub", target_is_directory=True)
+    before = digest(src)
+    res = CliRunner().invoke(cli, ["images", str(src), "--out", str(out), *FAST])
+    errors = [line for line in res.output.splitlines() if line.startswith("Error:")]
+    assert res.exit_code == 2 and len(errors) == 1 and "through a symbolic link" in errors[0], res.output
+    assert "Traceback" not in res.output
+    assert digest(src) == before
+
+
+def test_a_name_near_the_file_system_limit_is_protected(tmp_path):
+    """The temporary file's name adds about 20 bytes: a 244-byte name must still get its copy."""
+    name = "L" * 240 + ".png"
+    src = _small(tmp_path / "src", [name, "b.png"])
+    res = CliRunner().invoke(cli, ["images", str(src), "--out", str(tmp_path / "out"), *FAST])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "out" / name).is_file() and (tmp_path / "out" / "b.png").is_file()
+
+
+def test_a_file_name_that_is_not_utf8_gets_its_copy_and_report(tmp_path):
+    src = _small(tmp_path / "src", ["b.png", "c.png"])
+    try:
+        odd = Path(os.fsdecode(bytes(src) + b"/caf\xe9.png"))
+        (src / "b.png").rename(odd)
+    except (OSError, UnicodeError):
+        pytest.skip("this file system refuses names that are not UTF-8")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(cli, ["images", str(src), "--out", str(out), *FAST])
+    assert res.exit_code == 0, res.output
+    assert (out / odd.name).is_file()
+    page = (tmp_path / "out-report" / "report.html").read_text(encoding="utf-8")
+    assert "caf\ufffd.png" in page
+
+
+def test_an_icc_profile_that_no_longer_fits_the_pixels_is_dropped_and_noted(tmp_path):
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    cmyk = srgb[:16] + b"CMYK" + srgb[20:]  # a print workflow's profile, by its colour-space field
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = np.random.default_rng(2)
+    Image.fromarray(rng.integers(0, 256, (12, 10, 4), dtype=np.uint8), "CMYK").save(
+        src / "print.jpg", icc_profile=cmyk
+    )
+    Image.fromarray(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)).save(src / "web.png", icc_profile=srgb)
+    out = tmp_path / "out"
+    assert CliRunner().invoke(cli, ["images", str(src), "--out", str(out), *FAST]).exit_code == 0
+    with Image.open(out / "print.png") as im:
+        assert im.mode == "RGB" and "icc_profile" not in im.info
+    with Image.open(out / "web.png") as im:
+        assert im.info["icc_profile"] == srgb
+    rows = json.loads((tmp_path / "out-report" / "protect-report.json").read_text())["images"]
+    note = next(r for r in rows if r["source"].endswith("print.jpg"))["note"]
+    assert "CMYK converted to RGB" in note and "ICC profile (CMYK data) was dropped" in note
+
+
+def test_gif_is_an_image_and_extra_frames_are_noted(tmp_path):
+    src = tmp_path / "src"
+    _small(src, ["b.png"])
+    frames = [Image.fromarray(np.full((12, 10, 3), v, np.uint8)) for v in (30, 200)]
+    frames[0].save(src / "anim.gif", save_all=True, append_images=frames[1:])
+    out = tmp_path / "out"
+    assert CliRunner().invoke(cli, ["images", str(src), "--out", str(out), *FAST]).exit_code == 0
+    assert (out / "anim.png").is_file()
+    rows = json.loads((tmp_path / "out-report" / "protect-report.json").read_text())["images"]
+    assert "only the first of 2 frames" in next(r for r in rows if r["source"].endswith("anim.gif"))["note"]
+
+
+def test_an_output_that_cannot_be_made_is_refused_before_any_work(tmp_path):
+    src = _small(tmp_path / "src", ["a.png"])
+    (tmp_path / "file").write_text("a file, not a folder")
+    res = CliRunner().invoke(cli, ["images", str(src), "--out", str(tmp_path / "file" / "out"), *FAST])
+    errors = [line for line in res.output.splitlines() if line.startswith("Error:")]
+    assert res.exit_code == 2 and len(errors) == 1 and "cannot write to" in errors[0], res.output
