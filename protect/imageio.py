@@ -317,11 +317,20 @@ class ArrayDataset:
     extras: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+def npz_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of an `.npz` (no pickles). A lone `.npy` saved under an `.npz` name is a ValueError like any
+    other unreadable file (np.load returns a bare array for it, which is not a context manager)."""
+    data = np.load(path, allow_pickle=False)
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError("it holds a single .npy array, not an .npz archive of named arrays (np.savez)")
+    with data:
+        return {k: data[k] for k in data.files}
+
+
 def load_npz(path: str | Path) -> ArrayDataset:
     """Read an `.npz` holding `x` (N,H,W,C uint8) and optional `y`; wrong shapes give one clear error."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
+        arrays = npz_arrays(path)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise ConfigError(f"cannot read {path} as .npz: {e}") from e
     if "x" not in arrays:

@@ -222,11 +222,14 @@ def test_apply_bad_noise_files_are_one_line(photos, tmp_path):
     (tmp_path / "empty.npz").write_bytes(b"")
     np.savez(tmp_path / "text_eps.npz", delta=np.zeros((3, 16, 16, 3), np.float32), meta_eps=np.array("big"))
     np.savez(tmp_path / "zero_h.npz", delta=np.zeros((3, 0, 16, 3), np.float32))
+    with open(tmp_path / "bare.npz", "wb") as fh:  # np.save under an .npz name: np.load gives a bare array
+        np.save(fh, np.zeros((3, 16, 16, 3), np.float32))
     for name, message in [
         ("trunc.npz", "cannot read noise file"),
         ("empty.npz", "cannot read noise file"),
         ("text_eps.npz", "meta_eps is not a number"),
         ("zero_h.npz", "N, H, W > 0"),
+        ("bare.npz", "single .npy array, not an .npz archive"),
     ]:
         result = _apply(tmp_path, tmp_path / name, photos, out=f"out-{name}")
         assert message in _one_line_error(result), name
@@ -294,3 +297,17 @@ def test_caption_file_paths_are_normalised(tmp_path, photos):
 def test_captions_path_that_is_a_folder(tmp_path):
     with pytest.raises(ConfigError, match="cannot read captions file"):
         read_captions(tmp_path)
+
+
+def test_an_unterminated_quote_is_refused_not_swallowed(tmp_path):
+    path = _write(tmp_path / "q.csv", 'file,caption\nimg01.png,"unterminated\nimg02.png,c\nimg03.png,d\n')
+    with pytest.raises(ConfigError, match="unexpected end of data"):
+        read_captions(path)
+
+
+@pytest.mark.parametrize("template", ["a {} and {}", "a {} {", "a {} {x}", "no slot"])
+def test_a_class_template_needs_exactly_one_slot(tmp_path, template):
+    args = ["t2ue", "noise", "--classes", "cat,dog", "--template", template]
+    args += ["--generator", str(tmp_path), "--size", "8x8", "--out", str(tmp_path / "n.npz")]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 2 and "exactly one '{}'" in _one_line_error(res), res.output

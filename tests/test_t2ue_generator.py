@@ -204,9 +204,9 @@ def _corrupt(kind, folder):
         (folder / "config.json").write_text("[1, 2]")
     elif kind == "surrogate config is a list":
         (folder / "surrogate" / "config.json").write_text("[1, 2]")
-    elif kind == "config does not match weights":
+    elif kind in ("config does not match weights", "a size written as text"):
         config = json.loads((folder / "config.json").read_text())
-        config["generator"]["ngf"] = 4
+        config["generator"]["ngf"] = 4 if kind == "config does not match weights" else "16"
         (folder / "config.json").write_text(json.dumps(config))
 
 
@@ -219,6 +219,7 @@ def _corrupt(kind, folder):
         ("config is a list", "must hold a JSON object"),
         ("surrogate config is a list", "cannot read the CLIP"),
         ("config does not match weights", "size mismatch"),
+        ("a size written as text", "generator ngf must be int, got '16'"),
     ],
 )
 def test_corrupt_generator_folders_are_one_line(gen_dir, tmp_path, kind, message):

@@ -156,10 +156,11 @@ def test_train_refuses_unusable_arguments_before_training(tmp_path):
         (["--out", str(tmp_path / "g2"), "--size", "16", "--lr", "inf"], "must be a positive number"),
         (["--out", str(tmp_path / "g3"), "--size", "16", "--lr", "-1"], "not in the range x>0"),
         (["--out", str(tmp_path / "g4"), "--size", "20"], "power of two >= 8, got 10"),
+        (["--out", str(tmp_path / "g5"), "--size", "16", "--clip", "ViT-B-32"], "needs --pretrained TAG"),
     ]
     for args, message in cases:
         res = CliRunner().invoke(cli, [*base, *args])
         assert res.exit_code == 2 and message in res.output, (args, res.output)
         assert isinstance(res.exception, SystemExit), res.output
     assert (tmp_path / "afile").read_text() == "not a folder"
-    assert not any((tmp_path / f"g{i}").exists() for i in range(1, 5))  # no half-built generator folder
+    assert not any((tmp_path / f"g{i}").exists() for i in range(1, 6))  # no half-built generator folder

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from protect.batch import CopyJob, WriteOptions
 from protect.errors import ConfigError, IntegrityError
-from protect.imageio import find_images
+from protect.imageio import find_images, npz_arrays
 from protect.paths import atomic_path
 from unlearnable.t2ue.data import clean_file_name
 
@@ -74,8 +74,7 @@ class NoiseSet:
     @classmethod
     def load(cls, path: str | Path) -> NoiseSet:
         try:
-            with np.load(path, allow_pickle=False) as d:
-                arrays = {k: d[k] for k in d.files}
+            arrays = npz_arrays(path)
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
             raise IntegrityError(f"cannot read noise file {path} (truncated or not an .npz?): {e}") from e
         delta = arrays.get("delta")

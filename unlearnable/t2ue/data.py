@@ -43,7 +43,8 @@ def read_captions(path: str | Path, *, require_file: bool = False) -> CaptionTab
         raise ConfigError(f"cannot read captions file {path}: {e.strerror or e}") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path} is not UTF-8 text (byte {e.start}); save it as UTF-8 CSV") from None
-    reader = csv.DictReader(io.StringIO(text))
+    # strict: a quote opened and never closed is an error, not a caption that swallows the rest of the file
+    reader = csv.DictReader(io.StringIO(text), strict=True)
     try:
         fields = [f.strip().lower() for f in (reader.fieldnames or [])]
     except csv.Error as e:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,17 @@ class GeneratorConfig:
     pooled_dim: int = 0
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # a hand-edited config.json must fail here, not deep inside torch
+            value = getattr(self, f.name)
+            if not _is_a(value, f.type):
+                raise ConfigError(f"generator {f.name} must be {f.type}, got {value!r}")
+        if (
+            min(self.text_dim, self.z_dim, self.ngf, self.cond_hidden, self.z_channels, *self.unet_channels)
+            < 1
+        ):
+            raise ConfigError(
+                "generator sizes (text_dim, z_dim, ngf, cond_hidden, channels) must be positive"
+            )
         if self.arch not in GENERATORS:
             raise UnknownNameError(
                 f"unknown generator arch {self.arch!r}; choose one of {', '.join(GENERATORS)}"
@@ -63,6 +74,15 @@ class GeneratorConfig:
             raise ConfigError(f"eps must lie in (0, 1], got {self.eps}")
         if self.image_size < 8 or self.image_size & (self.image_size - 1):
             raise ConfigError(f"generator image_size must be a power of two >= 8, got {self.image_size}")
+
+
+def _is_a(value: Any, annotation: str) -> bool:
+    """`value` fits a GeneratorConfig field's annotation (int, float, str, list[int]); a bool is no number."""
+    if isinstance(value, bool):
+        return False
+    if annotation == "list[int]":
+        return isinstance(value, list) and all(_is_a(v, "int") for v in value)
+    return isinstance(value, {"int": int, "float": (int, float), "str": str}[annotation])
 
 
 class SSCBN(nn.Module):

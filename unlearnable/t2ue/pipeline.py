@@ -132,8 +132,15 @@ def check_captions(captions: Sequence[str]) -> list[str]:
 
 def class_captions(class_names: Sequence[str], *, template: str = CLASS_TEMPLATE) -> list[str]:
     """The paper's class-wise prompts: one templated caption per class name ("a photo of a {class}")."""
-    if "{}" not in template:
-        raise ConfigError(f"the template needs a '{{}}' for the class name, got {template!r}")
+    try:
+        fits = template.format("\0").count("\0") == 1
+    except (IndexError, KeyError, ValueError):  # '{} and {}', '{x}', a stray '{'
+        fits = False
+    if not fits:
+        raise ConfigError(
+            f"the template needs exactly one '{{}}' for the class name (write a literal brace as '{{{{'), "
+            f"got {template!r}"
+        )
     return [template.format(str(name).replace("_", " ")) for name in check_captions(class_names)]
 
 

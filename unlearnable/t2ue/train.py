@@ -222,6 +222,15 @@ def train_t2ue(
     """
     native = gen_size or max(8, image_size // 2)
     check_train_args(out, lr=lr, native=native, eps=eps, arch=arch)
+    if pretrained and clip is None:
+        raise ConfigError("--pretrained needs --clip MODEL")
+    if clip is not None and not pretrained:
+        # open_clip would build it with random weights, and `noise` would build another random one later:
+        # a surrogate that knows nothing, and noise that changes from run to run
+        raise ConfigError(
+            f"--clip {clip} needs --pretrained TAG (e.g. openai; open_clip.list_pretrained() lists them); "
+            "without --clip a tiny CLIP is trained on PAIRS"
+        )
     dev = resolve_device(device)
     t0 = time.perf_counter()
     x, captions = load_pairs(pairs, size=image_size)
@@ -230,8 +239,6 @@ def train_t2ue(
     batch_size = min(batch_size, len(captions))
     summary: dict[str, Any] = {"pairs": len(captions), "image_size": image_size}
     if clip is None:
-        if pretrained:
-            raise ConfigError("--pretrained needs --clip MODEL")
         surrogate = create_clip(clip_config or _tiny_config(image_size), seed=seed, device=dev)
         summary["surrogate_loss_history"] = train_clip(
             surrogate, x, captions, epochs=clip_epochs, batch_size=batch_size, seed=seed
