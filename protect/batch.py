@@ -252,16 +252,39 @@ class CopyJob:
     # -- reports -----------------------------------------------------------------------------------------
     def finish(self) -> int:
         """Write the reports; exit status 0 if anything was protected, 2 if nothing could be."""
+        foreign = self._foreign_files()
+        if foreign:
+            log.warning(
+                "%s holds %d file(s) this run did not write (e.g. %s), from an earlier run or put there by hand: "
+                "they are not part of this release; remove them before publishing",
+                self.dst,
+                len(foreign),
+                foreign[0],
+            )
         write_json_report(
             self.report_dir,
             settings=self.settings,
             rows=self.rows,
             skipped=self.skipped,
             name=self.options.report_name,
+            foreign=foreign,
         )
         write_html_report(self.report_dir, self._thumbs, title=f"protect: {self.src} -> {self.dst}")
         self._release()
         return 0 if self.rows else 2
+
+    def _foreign_files(self) -> list[str]:
+        """Files under a folder output that are no output of this run (resumed rows included): a second run
+        with fewer sources, another `--format` or another message leaves the first run's files beside its own,
+        where they would be published with it (for a watermark, marked with another message)."""
+        if self.is_npz or not self.dst.is_dir():
+            return []
+        ours = {os.path.realpath(r["output"]) for r in self.rows if "output" in r}
+        return [
+            p.relative_to(self.dst).as_posix()
+            for p in sorted(self.dst.rglob("*"))
+            if p.is_file() and os.path.realpath(p) not in ours
+        ]
 
     def _record(
         self, row: dict[str, Any], before: np.ndarray, after: np.ndarray, progress: bool = True

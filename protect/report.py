@@ -28,8 +28,10 @@ def write_json_report(
     rows: list[dict[str, Any]],
     skipped: list[dict[str, str]],
     name: str = REPORT_NAME,
+    foreign: list[str] | None = None,
 ) -> Path:
-    """Write the machine-readable report atomically and return its path."""
+    """Write the machine-readable report atomically and return its path; `foreign` lists files in the output
+    that this run did not write (left by an earlier run or put there by hand)."""
     path = Path(dst) / name
     finite = [r["psnr"] for r in rows if isinstance(r.get("psnr"), (int, float))]
     body = {
@@ -42,9 +44,11 @@ def write_json_report(
             "max_linf": max((r["linf"] for r in rows), default=0),
             "unchanged": sum(1 for r in rows if r.get("unchanged")),
             "mean_psnr": round(float(np.mean(finite)), 3) if finite else None,
+            "not_from_this_run": len(foreign or []),
         },
         "images": rows,
         "skipped": skipped,
+        "not_from_this_run": foreign or [],
     }
     atomic_write_text(path, json.dumps(body, indent=2, default=jsonable) + "\n")
     return path

@@ -561,3 +561,17 @@ def test_an_output_that_cannot_be_made_is_refused_before_any_work(tmp_path):
     res = CliRunner().invoke(cli, ["images", str(src), "--out", str(tmp_path / "file" / "out"), *FAST])
     errors = [line for line in res.output.splitlines() if line.startswith("Error:")]
     assert res.exit_code == 2 and len(errors) == 1 and "cannot write to" in errors[0], res.output
+
+
+def test_files_an_earlier_run_left_in_the_output_are_reported(tmp_path, caplog):
+    src = _small(tmp_path / "src", ["a.png", "b.png", "c.png"])
+    out = tmp_path / "out"
+    assert CliRunner().invoke(cli, ["images", str(src), "--out", str(out), *FAST]).exit_code == 0
+    (src / "c.png").unlink()  # the second release has one photo less
+    res = CliRunner().invoke(cli, ["images", str(src), "--out", str(out), *FAST])
+    assert res.exit_code == 0
+    report = json.loads((tmp_path / "out-report" / "protect-report.json").read_text())
+    assert report["not_from_this_run"] == ["c.png"] and report["summary"]["not_from_this_run"] == 1
+    assert "1 file(s) this run did not write (e.g. c.png)" in caplog.text
+    res = CliRunner().invoke(cli, ["images", str(src), "--out", str(tmp_path / "fresh"), *FAST])
+    assert json.loads((tmp_path / "fresh-report" / "protect-report.json").read_text())["not_from_this_run"] == []

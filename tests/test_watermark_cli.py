@@ -246,3 +246,29 @@ def test_an_unreadable_suspect_names_the_cause(tmp_path):
     bad.write_bytes(b"garbage")
     r = _run("watermark", "verify", bad, "--key", "k", "--message", "AB")
     _one_error_line(r, "no readable images in", "1 unreadable, e.g. cannot read")
+
+
+def test_embed_verifies_its_own_release_and_says_when_it_cannot(photos, tmp_path, caplog):
+    out = tmp_path / "release"
+    r = _run("watermark", "embed", photos, "--out", out, "--message", "AB", "--key", "k")
+    assert r.exit_code == 0 and "self-check: verify on" in r.output and "says match" in r.output, r.output
+    manifest = json.loads((tmp_path / "release-report" / "watermark-manifest.json").read_text())
+    assert manifest["settings"]["self_check"]["verdict"] == "match"
+    weak = ["--strength", "6", "--format", "jpeg", "--quality", "50"]  # the weakest mark, then lossy JPEG
+    r = _run("watermark", "embed", photos, "--out", tmp_path / "weak", "--message", "AB", "--key", "k", *weak)
+    assert r.exit_code == 0
+    manifest = json.loads((tmp_path / "weak-report" / "watermark-manifest.json").read_text())
+    assert manifest["settings"]["self_check"]["verdict"] != "match"
+    assert "this release may not prove ownership" in caplog.text
+
+
+def test_a_second_embed_into_the_same_output_reports_the_first_runs_files(photos, tmp_path, caplog):
+    out = tmp_path / "release"
+    assert _run("watermark", "embed", photos, "--out", out, "--message", "AB", "--key", "k").exit_code == 0
+    r = _run("watermark", "embed", photos, "--out", out, "--message", "XY", "--key", "k", "--format", "jpeg")
+    assert r.exit_code == 0
+    manifest = json.loads((tmp_path / "release-report" / "watermark-manifest.json").read_text())
+    assert len(manifest["not_from_this_run"]) == 12 and all(
+        f.endswith(".png") for f in manifest["not_from_this_run"]
+    )
+    assert "12 file(s) this run did not write" in caplog.text

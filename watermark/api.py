@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,8 @@ from watermark.codec import (
     worst_case_images,
 )
 from watermark.verify import Verdict, verdict_from_scores
+
+log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "watermark-manifest.json"
 KEY_ENV = "PROTECT_WATERMARK_KEY"
@@ -209,7 +213,7 @@ def embed_folder(
             job.write_dataset(
                 data, np.stack(embed_arrays(list(data.x), bits, key, settings=settings, backend=wm))
             )
-            return job
+            return _self_check(job, key, message, settings)
         for path, reason in unusable:
             job.skip(path, reason)
         index = {str(p): i for i, p in enumerate(files)}
@@ -229,11 +233,32 @@ def embed_folder(
                 n_total=n,
             )[0]
             job.write(picture, out)
+        return _self_check(job, key, message, settings)
+
+
+def _self_check(job: CopyJob, key: bytes, message: str, settings: WatermarkSettings) -> CopyJob:
+    """Verify the release as written (read back from disk, files left by earlier runs included) and record the
+    verdict in the manifest: a release that its owner's own `verify` cannot read (too weak a strength for these
+    images, a lossy `--format`, another message's files beside it) is said at once, not after a leak."""
+    if not job.rows:
         return job
+    verdict = verify_arrays(read_suspect(job.dst), key, settings=settings, message=message)
+    job.settings["self_check"] = {
+        k: v for k, v in verdict.to_dict().items() if k in ("verdict", "p_value", "bit_accuracy", "reason")
+    }
+    if verdict.verdict != "match":
+        log.warning(
+            "self-check: verify on %s says %s (%s); this release may not prove ownership: raise --strength, "
+            "choose another --backend or a lossless --format, and remove files of earlier runs",
+            job.dst,
+            verdict.verdict,
+            verdict.reason,
+        )
+    return job
 
 
 def verify_arrays(
-    images: list[np.ndarray],
+    images: Iterable[np.ndarray],
     key: bytes,
     *,
     settings: WatermarkSettings,
@@ -241,12 +266,14 @@ def verify_arrays(
     backend: WatermarkBackend | None = None,
     **kwargs: Any,
 ) -> Verdict:
-    """Extract every image once, then decode and decide (`watermark.verify`)."""
+    """Extract every image once, then decode and decide (`watermark.verify`). `images` is read once, so an
+    iterator (`read_suspect`) keeps only one image in memory at a time."""
     backend = backend or create_backend(settings.backend)
     layout = settings.layout()
     strength = settings.resolved_strength(backend)
-    scores, reasons = [], []
+    scores, reasons, n_read = [], [], 0
     for img in images:
+        n_read += 1
         try:
             scores.append(backend.extract(img, layout.sub_bits, strength))
         except ConfigError as e:
@@ -262,29 +289,32 @@ def verify_arrays(
             )
         claimed = make_word(bits)
     return verdict_from_scores(
-        np.stack(scores), layout, key, claimed_word=claimed, images_read=len(images), **kwargs
+        np.stack(scores), layout, key, claimed_word=claimed, images_read=n_read, **kwargs
     )
 
 
-def read_suspect(suspect: str | Path) -> list[np.ndarray]:
-    """Pixels of every readable image in a folder, one file or an `.npz` (unreadable files are passed over;
-    none readable is an error that names why)."""
+def read_suspect(suspect: str | Path) -> Iterator[np.ndarray]:
+    """Pixels of every readable image in a folder, one file or an `.npz`, one at a time (unreadable files are
+    passed over; none readable is an error that names why, raised when the listing is exhausted)."""
     path = Path(suspect)
     if not path.exists():
         raise ConfigError(f"{suspect} does not exist")
     if path.is_file() and path.suffix == ".npz":
-        return list(load_npz(path).x)
+        yield from load_npz(path).x
+        return
     files = [path] if path.is_file() else find_images(path)
-    images, reasons = [], []
+    reasons, n = [], 0
     for f in files:
         try:
-            images.append(load_image(f).pixels)
+            pixels = load_image(f).pixels
         except ProtectError as e:
             reasons.append(str(e))
-    if not images:
+            continue
+        n += 1
+        yield pixels
+    if not n:
         why = f" ({len(reasons)} unreadable, e.g. {reasons[0]})" if reasons else ""
         raise ConfigError(f"no readable images in {suspect}{why}")
-    return images
 
 
 def read_manifest(path: str | Path) -> WatermarkSettings:
@@ -313,5 +343,4 @@ def verify(
         if message is None:
             raise ConfigError("verify needs the message length: pass --message, --message-bits or --manifest")
         settings = WatermarkSettings(message_bits=len(message_to_bits(message)))
-    images = read_suspect(suspect)
-    return verify_arrays(images, key, settings=settings, message=message, **kwargs)
+    return verify_arrays(read_suspect(suspect), key, settings=settings, message=message, **kwargs)

@@ -115,6 +115,11 @@ def embed(
         f"{cov['random_images_for_95pct']} random images for 95% "
         f"(manifest: {job.report_dir / 'watermark-manifest.json'})"
     )
+    check = job.settings.get("self_check")
+    if check:
+        click.echo(
+            f"self-check: verify on {job.dst} as written says {check['verdict']} (p = {check['p_value']:.3g})"
+        )
     click.get_current_context().exit(status)
 
 
