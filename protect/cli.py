@@ -65,6 +65,15 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:  # a bare group: its help, as Click shows it
+            raise
+        except (
+            click.UsageError
+        ) as e:  # Click prints usage + a hint + the error: make it the one line we promise
+            hint = f" (see '{e.ctx.command_path} --help')" if e.ctx else ""
+            one = click.ClickException(e.format_message() + hint)
+            one.exit_code = 2
+            raise one from e
         except ProtectError as e:
             raise UserError(e) from e
         except OSError as e:  # a full disk, a vanished folder...: what the user can fix, in one line

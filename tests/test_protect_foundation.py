@@ -206,3 +206,15 @@ def test_a_cache_error_wrapped_by_the_library_is_still_a_cache_error(tmp_path):
         error = fetch_error("open_clip:M:x", wrapped, tmp_path)
     assert isinstance(error, ConfigError) and "No space left" in str(error) and "PROTECT_HOME" in str(error)
     assert isinstance(fetch_error("open_clip:M:x", RuntimeError("timed out"), tmp_path), OfflineError)
+
+
+def test_unusable_arguments_are_one_line_and_a_bare_group_still_shows_its_help(tmp_path):
+    for args in (["images", str(tmp_path / "missing"), "--out", "x"], ["memory", "add"], ["nosuch"]):
+        res = CliRunner().invoke(cli, args)
+        lines = [line for line in res.output.splitlines() if line.strip()]
+        assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("Error: "), res.output
+        assert "--help')" in lines[0] and "Usage:" not in res.output
+    res = CliRunner().invoke(cli, ["memory"])
+    assert (
+        "memory [OPTIONS] COMMAND" in res.output and "Commands:" in res.output and "Error" not in res.output
+    )
