@@ -311,3 +311,22 @@ def test_a_class_template_needs_exactly_one_slot(tmp_path, template):
     args += ["--generator", str(tmp_path), "--size", "8x8", "--out", str(tmp_path / "n.npz")]
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 2 and "exactly one '{}'" in _one_line_error(res), res.output
+
+
+def test_classwise_noise_on_a_flat_folder_says_why_each_image_is_skipped(tmp_path):
+    src = tmp_path / "flat"
+    src.mkdir()
+    Image.fromarray(np.full((8, 8, 3), 100, np.uint8)).save(src / "a.png")
+    Image.fromarray(np.full((8, 8, 3), 100, np.uint8)).save(src / "b.png")
+    noise = NoiseSet(
+        delta=np.zeros((2, 8, 8, 3), np.float32), captions=["cat", "dog"], classes=["cat", "dog"]
+    )
+    noise.save(tmp_path / "n.npz")
+    res = CliRunner().invoke(
+        cli, ["t2ue", "apply", str(tmp_path / "n.npz"), str(src), "--out", str(tmp_path / "o")]
+    )
+    assert res.exit_code == 2
+    assert (
+        "lies in no class sub-folder, and class-wise noise is applied by folder name (cat, dog)" in res.output
+    )
+    assert "None" not in res.output

@@ -250,7 +250,11 @@ def write_protected(
                 continue
             if by_class is not None:
                 delta = by_class.get(picture.label or "")
-                missing = f"its folder {picture.label!r} is not one of the noise classes"
+                missing = (
+                    f"its folder {picture.label!r} is not one of the noise classes"
+                    if picture.label
+                    else "it lies in no class sub-folder, and class-wise noise is applied by folder name"
+                ) + f" ({', '.join(by_class)})"
             elif by_file is not None:
                 delta = by_file.get(picture.rel.as_posix())
                 missing = "no caption for this file in the captions CSV"
