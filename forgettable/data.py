@@ -59,10 +59,10 @@ def load_labeled(path: str | Path, *, image_size: int | None = None) -> LabeledI
     path = Path(path)
     if path.suffix == ".npz":
         data = load_npz(path)
-        if data.y is None:
+        if data.labels is None:
             raise ConfigError(f"{path} has no labels 'y'")
         names = data.extras.get("classes", data.extras.get("class_names"))
-        y = data.y.astype(np.int64)
+        y = data.labels.astype(np.int64)
         labels = [str(n) for n in names] if names is not None else [str(i) for i in range(int(y.max()) + 1)]
         if y.min() < 0 or y.max() >= len(labels):
             raise ConfigError(f"{path}: labels must lie in 0..{len(labels) - 1}")

@@ -182,7 +182,11 @@ class CopyJob:
         plan = self._plan(files)
         if self.options.resume:
             self._check_resume()
-            self.rows = [r for r in self.rows if r.get("file") in plan and plan[r["file"]].exists()]
+            self.rows = [
+                r | {"output": str(plan[r["file"]])}  # this run's spelling of the path (another cwd, say)
+                for r in self.rows
+                if r.get("file") in plan and plan[r["file"]].exists()
+            ]
         done = {r["file"] for r in self.rows}
         todo = [p for p in files if relative(p, self.src).as_posix() not in done]
         lines = [json.dumps({"run": self._run_key()}, default=jsonable)]
@@ -256,7 +260,7 @@ class CopyJob:
         if foreign:
             log.warning(
                 "%s holds %d file(s) this run did not write (e.g. %s), from an earlier run or put there by hand: "
-                "they are not part of this release; remove them before publishing",
+                "they are no copies of this run's sources; check them before publishing the folder",
                 self.dst,
                 len(foreign),
                 foreign[0],
@@ -279,11 +283,15 @@ class CopyJob:
         where they would be published with it (for a watermark, marked with another message)."""
         if self.is_npz or not self.dst.is_dir():
             return []
-        ours = {os.path.realpath(r["output"]) for r in self.rows if "output" in r}
+        plan = self._plan()
+        ours = {os.path.realpath(plan[r["file"]]) for r in self.rows if r.get("file") in plan}
         return [
-            p.relative_to(self.dst).as_posix()
+            rel
             for p in sorted(self.dst.rglob("*"))
-            if p.is_file() and os.path.realpath(p) not in ours
+            if p.is_file()
+            and not (rel := p.relative_to(self.dst).as_posix()).startswith(".")
+            and "/." not in rel  # hidden files (.git/, .DS_Store), as find_images skips them
+            and os.path.realpath(p) not in ours
         ]
 
     def _record(

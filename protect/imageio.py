@@ -277,7 +277,9 @@ def encode(picture: Picture, fmt: str = "png", quality: int = 95) -> bytes:
     """Encode a picture in `fmt`, keeping ICC (and EXIF when the picture carries it)."""
     im = to_pil(picture)
     kwargs: dict = {}
-    if picture.icc:
+    # WebP stores greyscale as RGB: a GRAY profile would then describe the wrong pixels
+    grey_as_rgb = fmt == "webp" and im.mode in ("L", "LA")
+    if picture.icc and not grey_as_rgb:
         kwargs["icc_profile"] = picture.icc
     if picture.exif:
         kwargs["exif"] = picture.exif
@@ -313,8 +315,13 @@ class ArrayDataset:
     """An `.npz` image set: uint8 images (N, H, W, C), optional labels and any extra arrays (class names...)."""
 
     x: np.ndarray
-    y: np.ndarray | None = None
+    y: np.ndarray | None = None  # (N,) or Keras' (N, 1), saved back as it came
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> np.ndarray | None:
+        """One label per image, shape (N,)."""
+        return None if self.y is None else self.y.reshape(-1)
 
 
 def npz_arrays(path: str | Path) -> dict[str, np.ndarray]:
@@ -341,9 +348,10 @@ def load_npz(path: str | Path) -> ArrayDataset:
     if not x.size:
         raise ConfigError(f"{path}: 'x' holds no images (shape {x.shape})")
     y = arrays.pop("y", None)
-    if y is not None and (y.ndim != 1 or len(y) != len(x)):
+    if y is not None and (y.shape not in ((len(x),), (len(x), 1))):
         raise ConfigError(
-            f"{path}: 'y' must hold one label per image, shape ({len(x)},); got shape {tuple(y.shape)}"
+            f"{path}: 'y' must hold one label per image, shape ({len(x)},) or ({len(x)}, 1); got shape "
+            f"{tuple(y.shape)}"
         )
     return ArrayDataset(x=x, y=y, extras=arrays)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import secrets
@@ -61,11 +62,16 @@ _NAME_MAX = 255  # bytes in one file name on ext4, XFS, APFS, NTFS...
 
 def _temp_stem(name: str) -> str:
     """`name` as its temporary file carries it: cut (at a character) so that the temporary's name, which adds
-    about 20 bytes, still fits `_NAME_MAX` when `name` itself does."""
+    about 20 bytes, still fits `_NAME_MAX` when `name` itself does. A cut name ends in a hash of the whole
+    one, so two long names that share their first 230 bytes never share temporaries (or each other's sweep)."""
     room = _NAME_MAX - len(os.fsencode(f"..{'0' * 8}.tmp{Path(name).suffix}"))
-    while name and len(os.fsencode(name)) > room:
-        name = name[:-1]
-    return name
+    if len(os.fsencode(name)) <= room:
+        return name
+    tag = "~" + hashlib.sha1(os.fsencode(name)).hexdigest()[:8]
+    cut = name
+    while cut and len(os.fsencode(cut + tag)) > room:
+        cut = cut[:-1]
+    return cut + tag
 
 
 def remove_temp_leftovers(dests: Iterable[str | os.PathLike[str]]) -> list[Path]:

@@ -50,6 +50,11 @@ def test_a_long_name_gets_a_temporary_that_fits_and_is_still_swept(tmp_path):
     assert remove_temp_leftovers([dest]) == [temp] and not any(tmp_path.iterdir())
     atomic_write_text(dest, "written")
     assert dest.read_text() == "written"
+    other = tmp_path / ("é" * 120 + "2.png")  # the same first 240 bytes: its temporary must not be the sweep's
+    with atomic_path(other) as live:
+        assert remove_temp_leftovers([dest]) == [] and live.exists()
+        live.write_text("other")
+    assert other.read_text() == "other"
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
@@ -86,11 +91,11 @@ def test_destination_rules(tmp_path):
         ({"x": np.zeros((3, 4, 4), np.uint8)}, "must be uint8"),
         (
             {"x": np.zeros((3, 4, 4, 3), np.uint8), "y": np.zeros(2)},
-            r"one label per image, shape \(3,\); got shape \(2,\)",
+            r"one label per image, shape \(3,\) or \(3, 1\); got shape \(2,\)",
         ),
         (
             {"x": np.zeros((3, 4, 4, 3), np.uint8), "y": np.int64(3)},
-            r"one label per image, shape \(3,\); got shape \(\)",
+            r"one label per image, shape \(3,\) or \(3, 1\); got shape \(\)",
         ),
         ({"x": np.zeros((3, 4, 4, 3), np.uint8), "y": np.eye(3)}, r"got shape \(3, 3\)"),
     ],

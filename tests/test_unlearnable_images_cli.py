@@ -574,4 +574,64 @@ def test_files_an_earlier_run_left_in_the_output_are_reported(tmp_path, caplog):
     assert report["not_from_this_run"] == ["c.png"] and report["summary"]["not_from_this_run"] == 1
     assert "1 file(s) this run did not write (e.g. c.png)" in caplog.text
     res = CliRunner().invoke(cli, ["images", str(src), "--out", str(tmp_path / "fresh"), *FAST])
-    assert json.loads((tmp_path / "fresh-report" / "protect-report.json").read_text())["not_from_this_run"] == []
+    assert (
+        json.loads((tmp_path / "fresh-report" / "protect-report.json").read_text())["not_from_this_run"] == []
+    )
+
+
+def test_a_resume_from_another_folder_knows_its_own_outputs(tmp_path, monkeypatch):
+    _small(tmp_path / "src", ["a.png", "b.png"])
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    assert CliRunner().invoke(cli, ["images", "../src", "--out", "../out", *FAST]).exit_code == 0
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(cli, ["images", "src", "--out", "out", "--resume", *FAST])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "out-report" / "protect-report.json").read_text())
+    assert report["not_from_this_run"] == [] and len(report["images"]) == 2
+    assert all(Path(r["output"]).is_file() for r in report["images"])  # this run's spelling of the paths
+    (tmp_path / "out" / ".git").mkdir()  # a release folder that is also a repository clone
+    (tmp_path / "out" / ".git" / "HEAD").write_text("ref: refs/heads/main")
+    res = CliRunner().invoke(cli, ["images", "src", "--out", "out", *FAST])
+    assert (
+        json.loads((tmp_path / "out-report" / "protect-report.json").read_text())["not_from_this_run"] == []
+    )
+
+
+def test_keras_labels_of_shape_n_by_1_are_read_and_saved_as_they_came(tmp_path):
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 256, (8, 12, 12, 3), dtype=np.uint8)
+    y = np.array([[0], [1]] * 4)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    res = CliRunner().invoke(
+        cli, ["images", str(tmp_path / "d.npz"), "--out", str(tmp_path / "p.npz"), *FAST]
+    )
+    assert res.exit_code == 0, res.output
+    with np.load(tmp_path / "p.npz") as d:
+        np.testing.assert_array_equal(d["y"], y)
+    report = json.loads((tmp_path / "p-report" / "protect-report.json").read_text())
+    assert report["settings"]["run"]["reference_anchors"] == 0  # two classes of its own: no anchors needed
+
+
+def test_greyscale_to_webp_drops_a_grey_profile_that_would_describe_rgb(tmp_path):
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    gray = srgb[:16] + b"GRAY" + srgb[20:]
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = np.random.default_rng(5)
+    for name in ("g1.png", "g2.png"):
+        Image.fromarray(rng.integers(0, 256, (12, 10), dtype=np.uint8), "L").save(
+            src / name, icc_profile=gray
+        )
+    out = tmp_path / "out"
+    assert (
+        CliRunner().invoke(cli, ["images", str(src), "--out", str(out), "--format", "webp", *FAST]).exit_code
+        == 0
+    )
+    with Image.open(out / "g1.webp") as im:
+        assert im.mode == "RGB" and not im.info.get("icc_profile")
+    assert CliRunner().invoke(cli, ["images", str(src), "--out", str(tmp_path / "png"), *FAST]).exit_code == 0
+    with Image.open(tmp_path / "png" / "g1.png") as im:
+        assert im.mode == "L" and im.info["icc_profile"] == gray

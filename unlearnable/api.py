@@ -196,7 +196,7 @@ def protect_images(
 def _protect_job(job: CopyJob, config: ProtectConfig, callback: Callback | None) -> CopyJob:
     if job.is_npz:
         data = job.load_dataset()
-        labels = None if data.y is None else [str(v) for v in data.y]
+        labels = None if data.labels is None else [str(v) for v in data.labels]
         protected, info = protect_arrays(list(data.x), labels, config=config, callback=callback)
         job.settings["run"] = {k: v for k, v in info.items() if k != "classes"}
         job.write_dataset(data, np.stack(protected))

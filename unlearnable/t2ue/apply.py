@@ -225,7 +225,7 @@ def write_protected(
     with job.released_on_error():
         if job.is_npz:
             data = job.load_dataset()
-            deltas = _npz_deltas(noise, data.y, data.extras.get("classes"), len(data.x))
+            deltas = _npz_deltas(noise, data.labels, data.extras.get("classes"), len(data.x))
             job.write_dataset(
                 data, np.stack([add_noise(x, d, eps) for x, d in zip(data.x, deltas, strict=True)])
             )
