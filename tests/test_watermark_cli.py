@@ -272,3 +272,33 @@ def test_a_second_embed_into_the_same_output_reports_the_first_runs_files(photos
         f.endswith(".png") for f in manifest["not_from_this_run"]
     )
     assert "12 file(s) this run did not write" in caplog.text
+
+
+def test_the_self_check_can_be_skipped_and_a_failing_one_keeps_the_manifest(photos, tmp_path, monkeypatch):
+    r = _run(
+        "watermark",
+        "embed",
+        photos,
+        "--out",
+        tmp_path / "a",
+        "--message",
+        "AB",
+        "--key",
+        "k",
+        "--no-self-check",
+    )
+    assert r.exit_code == 0 and "self-check" not in r.output
+    assert (
+        "self_check"
+        not in json.loads((tmp_path / "a-report" / "watermark-manifest.json").read_text())["settings"]
+    )
+    import watermark.api as api
+
+    def unreadable(_):
+        raise api.ConfigError("no readable images in the release")
+
+    monkeypatch.setattr(api, "read_suspect", unreadable)
+    r = _run("watermark", "embed", photos, "--out", tmp_path / "b", "--message", "AB", "--key", "k")
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((tmp_path / "b-report" / "watermark-manifest.json").read_text())
+    assert manifest["settings"]["self_check"]["verdict"] == "error" and len(manifest["images"]) == 12
