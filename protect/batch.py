@@ -37,7 +37,7 @@ from protect.imageio import (
     save_npz,
 )
 from protect.metrics import perturbation_kept, quality_row
-from protect.paths import atomic_write_text, remove_temp_leftovers
+from protect.paths import NAME_MAX, atomic_write_text, remove_temp_leftovers
 from protect.report import HTML_NAME, REPORT_NAME, jsonable, write_html_report, write_json_report
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,15 @@ class CopyJob:
                 if r.get("file") in plan and plan[r["file"]].exists()
             ]
         done = {r["file"] for r in self.rows}
-        todo = [p for p in files if relative(p, self.src).as_posix() not in done]
+        todo = []
+        for p in files:
+            rel = relative(p, self.src).as_posix()
+            if rel in done:
+                continue
+            if len(os.fsencode(plan[rel].name)) > NAME_MAX:  # `a.jpg.png`, `.webp`: longer than its source
+                self.skip(p, f"its output name {plan[rel].name!r} would exceed {NAME_MAX} bytes; rename it")
+                continue
+            todo.append(p)
         lines = [json.dumps({"run": self._run_key()}, default=jsonable)]
         atomic_write_text(
             self.report_dir / PROGRESS_NAME, "\n".join(lines + [json.dumps(r) for r in self.rows]) + "\n"

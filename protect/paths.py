@@ -57,14 +57,14 @@ def atomic_path(dest: str | os.PathLike[str], *, private: bool = False) -> Itera
 
 
 _TEMP_NAME = re.compile(r"\.(?P<dest>.+)\.[0-9a-f]{8}\.tmp(\.[^.]+)?")
-_NAME_MAX = 255  # bytes in one file name on ext4, XFS, APFS, NTFS...
+NAME_MAX = 255  # bytes in one file name on ext4, XFS, APFS, NTFS...
 
 
 def _temp_stem(name: str) -> str:
     """`name` as its temporary file carries it: cut (at a character) so that the temporary's name, which adds
-    about 20 bytes, still fits `_NAME_MAX` when `name` itself does. A cut name ends in a hash of the whole
+    about 20 bytes, still fits `NAME_MAX` when `name` itself does. A cut name ends in a hash of the whole
     one, so two long names that share their first 230 bytes never share temporaries (or each other's sweep)."""
-    room = _NAME_MAX - len(os.fsencode(f"..{'0' * 8}.tmp{Path(name).suffix}"))
+    room = NAME_MAX - len(os.fsencode(f"..{'0' * 8}.tmp{Path(name).suffix}"))
     if len(os.fsencode(name)) <= room:
         return name
     tag = "~" + hashlib.sha1(os.fsencode(name)).hexdigest()[:8]

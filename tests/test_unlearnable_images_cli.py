@@ -635,3 +635,12 @@ def test_greyscale_to_webp_drops_a_grey_profile_that_would_describe_rgb(tmp_path
     assert CliRunner().invoke(cli, ["images", str(src), "--out", str(tmp_path / "png"), *FAST]).exit_code == 0
     with Image.open(tmp_path / "png" / "g1.png") as im:
         assert im.mode == "L" and im.info["icc_profile"] == gray
+
+
+def test_a_source_whose_output_name_would_be_too_long_is_skipped_not_fatal(tmp_path):
+    src = _small(tmp_path / "src", ["L" * 251 + ".jpg", "b.png", "c.png"])  # 255 bytes; as .webp 256
+    out = tmp_path / "out"
+    res = CliRunner().invoke(cli, ["images", str(src), "--out", str(out), "--format", "webp", *FAST])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "out-report" / "protect-report.json").read_text())
+    assert len(report["images"]) == 2 and "would exceed 255 bytes" in report["skipped"][0]["reason"]
