@@ -50,7 +50,9 @@ def test_a_long_name_gets_a_temporary_that_fits_and_is_still_swept(tmp_path):
     assert remove_temp_leftovers([dest]) == [temp] and not any(tmp_path.iterdir())
     atomic_write_text(dest, "written")
     assert dest.read_text() == "written"
-    other = tmp_path / ("é" * 120 + "2.png")  # the same first 240 bytes: its temporary must not be the sweep's
+    other = tmp_path / (
+        "é" * 120 + "2.png"
+    )  # the same first 240 bytes: its temporary must not be the sweep's
     with atomic_path(other) as live:
         assert remove_temp_leftovers([dest]) == [] and live.exists()
         live.write_text("other")
