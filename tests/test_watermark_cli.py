@@ -302,3 +302,18 @@ def test_the_self_check_can_be_skipped_and_a_failing_one_keeps_the_manifest(phot
     assert r.exit_code == 0, r.output
     manifest = json.loads((tmp_path / "b-report" / "watermark-manifest.json").read_text())
     assert manifest["settings"]["self_check"]["verdict"] == "error" and len(manifest["images"]) == 12
+
+
+def test_no_watermark_under_guessed_settings_says_which_and_a_contradicted_manifest_is_refused(
+    photos, tmp_path
+):
+    out = tmp_path / "release"
+    assert _run("watermark", "embed", photos, "--out", out, "--message", "AB", "--key", "k").exit_code == 0
+    r = _run("watermark", "verify", out, "--key", "k", "--message", "ABC")  # a claim of the wrong length
+    assert (
+        r.exit_code == 1 and "read as 24-bit messages with --tau 0.8" in r.output and "--manifest" in r.output
+    )
+    manifest = tmp_path / "release-report" / "watermark-manifest.json"
+    r = _run("watermark", "verify", out, "--key", "k", "--manifest", manifest, "--message-bits", "40")
+    assert r.exit_code == 2 and "contradicts the manifest's 16" in r.output
+    assert _run("watermark", "verify", out, "--key", "k", "--manifest", manifest).exit_code == 0

@@ -170,6 +170,10 @@ def verify(
     """
     if manifest:
         settings = read_manifest(manifest)
+        if message_bits is not None and message_bits != settings.message_bits:
+            raise click.UsageError(
+                f"--message-bits {message_bits} contradicts the manifest's {settings.message_bits}; drop one"
+            )
     else:
         length = len(message_to_bits(message)) if message else message_bits
         if length is None:
@@ -178,6 +182,12 @@ def verify(
             )
         settings = WatermarkSettings(message_bits=length, tau=tau, backend=backend, strength=strength)
     result = verify_suspect(Path(suspect), resolve_key(key, key_file), message=message, settings=settings)
+    if result.verdict == "no-watermark" and not manifest:
+        # the settings were inferred from the arguments: a wrong length, tau or backend reads as no watermark
+        result.reason += (
+            f"; read as {settings.message_bits}-bit messages with --tau {settings.tau:g} and --backend "
+            f"{settings.backend}: if the release was made otherwise, pass its --manifest"
+        )
     if as_json:
         click.echo(json.dumps(result.to_dict()))
     else:
