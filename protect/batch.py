@@ -82,6 +82,7 @@ class CopyJob:
     _outputs: dict[str, Path] | None = None
     _lock_key: str | None = None
     _sweep: bool = False  # remove a killed run's temporary files once the outputs are planned
+    _made_reports: bool = False  # this job created the report folder
 
     def __post_init__(self) -> None:
         self.src, self.dst = Path(self.src), Path(self.dst)
@@ -105,6 +106,7 @@ class CopyJob:
                 self.report_dir,
             )
         writable(self.dst.parent if self.is_npz else self.dst)  # before any work, not after the first image
+        self._made_reports = not self.report_dir.exists()
         try:
             self.report_dir.mkdir(parents=True, exist_ok=True)
             self._take_lock()
@@ -141,12 +143,22 @@ class CopyJob:
                 self.finish()
             else:
                 self._release()
+                self._drop_unused_reports()
             raise
 
     def _release(self) -> None:
         if self._lock_key is not None:
             _unlock(self._lock_key)  # releases the folder for the next run
             self._lock_key = None
+
+    def _drop_unused_reports(self) -> None:
+        """A run that failed or was refused before writing any copy leaves nothing behind: the report folder it
+        made goes again, when it holds nothing but this run's progress file and no other job here uses it."""
+        if not self._made_reports or self.rows or str(self.report_dir.resolve()) in _HELD:
+            return
+        with contextlib.suppress(OSError):
+            (self.report_dir / PROGRESS_NAME).unlink(missing_ok=True)
+            self.report_dir.rmdir()  # refuses a folder that holds anything else
 
     def _remove_leftovers(self, dests: list[Path]) -> None:
         """Temporary files a killed earlier run left for these outputs go first: they must not be published."""

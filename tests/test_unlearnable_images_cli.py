@@ -494,6 +494,7 @@ def test_a_link_in_the_destination_back_into_the_source_is_refused(tmp_path, lin
     assert res.exit_code == 2 and len(errors) == 1 and "through a symbolic link" in errors[0], res.output
     assert "Traceback" not in res.output
     assert digest(src) == before
+    assert not (tmp_path / "out-report").exists()  # a refused run leaves no report folder behind
 
 
 def test_a_name_near_the_file_system_limit_is_protected(tmp_path):
