@@ -62,6 +62,12 @@ def load_labeled(path: str | Path, *, image_size: int | None = None) -> LabeledI
         if data.labels is None:
             raise ConfigError(f"{path} has no labels 'y'")
         names = data.extras.get("classes", data.extras.get("class_names"))
+        if not np.issubdtype(data.labels.dtype, np.integer):  # 0.5 would be cut to 0, b"1" read as 1...
+            raise ConfigError(
+                f"{path}: labels 'y' must be integers 0..K-1 (class names go in 'classes'), got {data.labels.dtype}"
+            )
+        if names is not None and names.ndim != 1:
+            raise ConfigError(f"{path}: 'classes' must be a list of names, got shape {tuple(names.shape)}")
         y = data.labels.astype(np.int64)
         labels = [str(n) for n in names] if names is not None else [str(i) for i in range(int(y.max()) + 1)]
         if y.min() < 0 or y.max() >= len(labels):

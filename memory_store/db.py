@@ -188,8 +188,10 @@ def connect(path: str | Path, *, busy_timeout: float = 10.0, create: bool = True
         conn.close()
         if _is_locked(e):
             raise IntegrityError(f"memory database {path} is locked by another process: {e}") from e
-        if any(k in str(e).lower() for k in ("malformed", "full", "disk i/o")):
-            raise database_error(path, e) from e  # a damaged page (`.recover` helps) or a full disk
+        if any(k in str(e).lower() for k in ("malformed", "full", "disk i/o", "readonly")):
+            raise database_error(
+                path, e
+            ) from e  # a damaged page (`.recover` helps), a full disk, no write access
         raise IntegrityError(
             f"memory database {path} is corrupt or not a SQLite database ({e}); left untouched"
         ) from e
@@ -295,6 +297,10 @@ def database_error(
     if _is_locked(e):
         return IntegrityError(f"{what} {path} is locked by another process ({e}); try again when it is free")
     msg = str(e).lower()
+    if "readonly" in msg:  # the file or its folder: SQLite needs to write both (-wal, -shm beside the file)
+        return IntegrityError(
+            f"{what} {path} cannot be written ({e}); it and its folder need write permission, even to read it"
+        )
     if "full" in msg or "disk i/o" in msg:
         return IntegrityError(
             f"{what} {path}: cannot write ({e}); free disk space and try again, nothing was lost"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
+import os
 import re
 import secrets
 import sqlite3
@@ -140,10 +140,14 @@ def check_text(value: Any, what: str, *, empty: bool = True) -> str:
 
 
 def _timestamp(value: Any, what: str) -> float:
-    """A finite Unix time (NaN would break the NOT NULL column; a string is not a time)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{what} must be a finite Unix time in seconds, got {value!r}")
+    """A Unix time from year 1970 to 9999 (NaN would break the NOT NULL column, a string is not a time, and one
+    that `datetime` cannot show would break every later `list` and `search`)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < _YEAR_10000:
+        raise ConfigError(f"{what} must be a Unix time in seconds from 1970 to 9999, got {value!r}")
     return float(value)
+
+
+_YEAR_10000 = 253402300800.0  # 10000-01-01T00:00:00Z
 
 
 def _guard(fn: _F) -> _F:
@@ -198,6 +202,8 @@ def _read_jsonl(src: str | Path, namespace: str | None) -> list[tuple[str, Any]]
                     rec = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise ConfigError(f"{where}: not a JSON line ({e.msg}); nothing was imported") from e
+                except (ValueError, RecursionError) as e:  # a 5000-digit number, arrays nested 100000 deep
+                    raise ConfigError(f"{where}: not a usable JSON line ({e}); nothing was imported") from e
                 if namespace is not None and isinstance(rec, dict):
                     rec["namespace"] = namespace
                 out.append((where, rec))
@@ -954,6 +960,11 @@ class MemoryStore:
     def export_jsonl(self, dest: str | Path, *, namespace: str | None = None) -> int:
         """Write every memory (with provenance and status) as JSON lines, atomically and owner-only (0600);
         returns the count."""
+        target = os.path.realpath(dest)
+        ours = [self.path, self.feedback.path, self.feedback.fallback] if self.path else []
+        files = {os.path.realpath(f"{f}{end}") for f in ours if f for end in ("", "-wal", "-shm", "-journal")}
+        if target in files:  # the rename would replace the database it is reading with its export
+            raise ConfigError(f"{dest} is one of this store's database files; export to another path")
         n = 0
         with atomic_path(dest, private=True) as tmp, open(tmp, "w", encoding="utf-8") as fh:
             for m in self.iter_memories(namespace=namespace):

@@ -37,6 +37,16 @@ def test_npz_names_and_bad_inputs(tmp_path):
     )
     with pytest.raises(ConfigError, match="labels must lie in 0..1"):
         load_labeled(tmp_path / "bad.npz")
+    x = np.zeros((2, 8, 8, 1), np.uint8)
+    for y in (np.array([0.5, 1.0]), np.array(["a", "b"]), np.array([b"1", b"0"]), np.array([True, False])):
+        np.savez(tmp_path / "odd.npz", x=x, y=y, classes=np.array(["a", "b"]))
+        with pytest.raises(ConfigError, match="labels 'y' must be integers"):
+            load_labeled(tmp_path / "odd.npz")
+    np.savez(tmp_path / "odd.npz", x=x, y=np.array([0, 1]), classes=np.array("ab"))
+    with pytest.raises(ConfigError, match="'classes' must be a list of names"):
+        load_labeled(tmp_path / "odd.npz")
+    np.savez(tmp_path / "keras.npz", x=x, y=np.array([[0], [1]]), classes=np.array(["a", "b"]))
+    assert load_labeled(tmp_path / "keras.npz").y.tolist() == [0, 1]
     (tmp_path / "flat").mkdir()
     with pytest.raises(ConfigError, match="one sub-folder per class"):
         load_labeled(tmp_path / "flat")

@@ -333,3 +333,40 @@ def test_a_full_disk_is_reported_as_full_not_corrupt(tmp_path):
         assert "corrupt" not in str(err.value)
     with MemoryStore(db, embedder="tfidf") as s:
         assert [m.content for m in s.list_recent()] == [FACTS[0]]
+
+
+def test_export_never_replaces_the_database_it_reads(tmp_path):
+    path = tmp_path / "m.db"
+    with MemoryStore(path, embedder="tfidf") as s:
+        s.remember("The staging API listens on port 8443")
+        (tmp_path / "link.jsonl").symlink_to(path)
+        for dest in (path, tmp_path / "m.db-wal", tmp_path / "link.jsonl", tmp_path / "m.feedback.db"):
+            with pytest.raises(ConfigError, match="one of this store's database files"):
+                s.export_jsonl(dest)
+        assert s.export_jsonl(tmp_path / "ok.jsonl") == 1
+    with MemoryStore(path, embedder="tfidf") as s:  # still a database
+        assert [m.content for m in s.iter_memories()] == ["The staging API listens on port 8443"]
+
+
+@pytest.mark.parametrize(
+    "line,message",
+    [
+        ('{"content": "future memo", "created_at": 1e300}', "from 1970 to 9999"),
+        ('{"content": "old memo", "created_at": -1e12}', "from 1970 to 9999"),
+        ('{"content": "big", "importance": ' + "9" * 5000 + "}", "not a usable JSON line"),
+        ("[" * 100000 + "]" * 100000, "not a usable JSON line"),
+    ],
+)
+def test_import_refuses_values_that_would_break_later_reads(store, tmp_path, line, message):
+    src = tmp_path / "in.jsonl"
+    src.write_text(line + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        store.import_jsonl(src)
+    assert store.recall("memo", limit=5) == [] and list(store.iter_memories()) == []
+
+
+def test_a_read_only_database_is_not_called_corrupt():
+    from memory_store import db
+
+    err = db.database_error("m.db", sqlite3.OperationalError("attempt to write a readonly database"))
+    assert "cannot be written" in str(err) and "corrupt" not in str(err)
