@@ -317,8 +317,12 @@ def relearn(
     """Re-attach attack: a fresh prompt for `target` (and a head row where the model has none; an existing
     shared-head row is reused and tuned) optimised with Adam on n samples of every class; the rest frozen.
     Averaged over `draws` independent draws of the samples and of the prompt's initialisation."""
-    retained = _subset(test, [name for name in test.class_names if name != target])
-    smallest = np.bincount(attack.y, minlength=len(attack.class_names)).min()  # per class, to draw from
+    # classes the model already forgot before this audit are neither attacked nor scored: it has no id for them
+    known = set(model.config.class_names)
+    attack = _subset(attack, [n for n in attack.class_names if n in known or n == target])
+    retained = _subset(test, [name for name in test.class_names if name != target and name in known])
+    present = np.unique(attack.y)
+    smallest = np.bincount(attack.y, minlength=len(attack.class_names))[present].min()  # per class, to draw from
     points = []
     for n in ns:
         forget, retain = [], []

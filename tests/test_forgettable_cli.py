@@ -193,3 +193,25 @@ def test_train_can_start_from_another_models_frozen_backbone(workdir):
     )  # the oracle starts from the same weights
     assert res.exit_code in (0, 1), res.output
     assert json.loads(res.output)["forgotten"] == "left"
+
+
+def test_audit_of_a_model_that_already_forgot_another_class(tmp_path):
+    """The re-learning attack draws shots of every class the model still knows, not of one it forgot before."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(30, 15, (120, 8, 8))
+    y = np.repeat(np.arange(4), 30)
+    for c in range(4):
+        x[y == c, c * 2 : c * 2 + 2, :] += 180
+    names = np.array(["a", "b", "c", "d"])
+    np.savez(tmp_path / "d.npz", x=np.clip(x, 0, 255).astype(np.uint8)[..., None], y=y, classes=names)
+    assert (
+        run(
+            "train", str(tmp_path / "d.npz"), "--out", str(tmp_path / "m"), "--epochs", "3", "--device", "cpu"
+        ).exit_code
+        == 0
+    )
+    assert run("forget", str(tmp_path / "m"), "--classes", "a").exit_code == 0
+    args = ["audit", str(tmp_path / "m"), "--data", str(tmp_path / "d.npz"), "--forgotten", "d", "--json"]
+    result = run(*args, "--device", "cpu", "--relearn-steps", "2")
+    assert result.exit_code == 0, result.output
+    assert [p["n"] for p in json.loads(result.output)["model"]["relearn"]] == [1, 5, 20]
