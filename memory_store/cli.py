@@ -167,8 +167,13 @@ def forget(
         sel = dict(ids=list(ids) or None, query=query, tag=tag, agent=agent, namespace=namespace)
         plan = store.forget(**sel, dry_run=True)
         if not plan.ids:
-            if not dry_run:
-                store.compact()  # finishes an earlier erasure that another process's reader held up
+            # finishes an earlier erasure that another process's reader held up, or says it still cannot
+            if not dry_run and not store.compact():
+                raise click.ClickException(
+                    f"nothing matches, but another process has the database open, so the text of an earlier "
+                    f"erasure may still be in {store.path}-wal: close it (e.g. stop `protect memory serve`) and "
+                    "run the same forget command again to finish the erasure"
+                )
             click.echo("nothing matches")
             return
         if not dry_run and not yes:

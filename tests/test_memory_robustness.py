@@ -370,3 +370,28 @@ def test_a_read_only_database_is_not_called_corrupt():
 
     err = db.database_error("m.db", sqlite3.OperationalError("attempt to write a readonly database"))
     assert "cannot be written" in str(err) and "corrupt" not in str(err)
+
+
+def test_a_rerun_forget_does_not_claim_success_while_a_reader_holds_the_wal(tmp_path, monkeypatch):
+    # the CLI's store, with a short busy timeout: each blocked checkpoint would otherwise wait 10 s
+    monkeypatch.setattr(
+        "memory_store.cli._open", lambda db, emb: MemoryStore(db, embedder=emb, busy_timeout=0.2)
+    )
+    path = tmp_path / "m.db"
+    args = ["memory", "forget", "--query", "Blorpsecret", "--yes", "--db", str(path), "--embedder", "tfidf"]
+    with MemoryStore(path, embedder="tfidf") as s:
+        s.remember("Blorpsecret is the vault code")
+    reader = sqlite3.connect(path)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM memories").fetchone()  # a read transaction pins the WAL
+    try:
+        first = CliRunner().invoke(cli, args)
+        assert first.exit_code == 1 and "RESIDUE FOUND" in first.output
+        again = CliRunner().invoke(cli, args)
+        assert again.exit_code == 1 and "an earlier erasure may still be in" in again.output, again.output
+    finally:
+        reader.rollback()
+        reader.close()
+    done = CliRunner().invoke(cli, args)
+    assert done.exit_code == 0 and "nothing matches" in done.output
+    assert all(b"Blorpsecret" not in p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
