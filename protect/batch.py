@@ -27,6 +27,7 @@ from protect.imageio import (
     check_destination,
     find_images,
     flatten_alpha,
+    is_hidden,
     load_image,
     load_npz,
     output_path,
@@ -306,12 +307,9 @@ class CopyJob:
         plan = self._plan()
         ours = {os.path.realpath(plan[r["file"]]) for r in self.rows if r.get("file") in plan}
         return [
-            rel
+            p.relative_to(self.dst).as_posix()
             for p in sorted(self.dst.rglob("*"))
-            if p.is_file()
-            and not (rel := p.relative_to(self.dst).as_posix()).startswith(".")
-            and "/." not in rel  # hidden files (.git/, .DS_Store), as find_images skips them
-            and os.path.realpath(p) not in ours
+            if p.is_file() and not is_hidden(p.relative_to(self.dst)) and os.path.realpath(p) not in ours
         ]
 
     def _record(

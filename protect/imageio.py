@@ -118,11 +118,14 @@ def find_images(src: str | Path) -> list[Path]:
     files = [
         p
         for p in root.rglob("*")
-        if p.is_file()
-        and p.suffix.lower() in IMAGE_SUFFIXES
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(p.relative_to(root))
     ]
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
+
+
+def is_hidden(rel: Path | PurePosixPath) -> bool:
+    """Whether a path below a folder is hidden there (a dot file, or inside a dot folder such as `.git/`)."""
+    return any(part.startswith(".") for part in rel.parts)
 
 
 def relative(path: Path, root: str | Path) -> PurePosixPath:
