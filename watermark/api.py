@@ -216,41 +216,56 @@ def embed_folder(
             job.write_dataset(
                 data, np.stack(embed_arrays(list(data.x), bits, key, settings=settings, backend=wm))
             )
-            return _self_check(job, key, message, settings) if self_check else job
-        for path, reason in unusable:
-            job.skip(path, reason)
-        index = {str(p): i for i, p in enumerate(files)}
-        for path in job.pending():
-            if str(path) not in index:  # already recorded as skipped
-                continue
-            picture = job.load(path)
-            if picture is None:  # changed since it was checked: recorded as skipped
-                continue
-            out = embed_arrays(
-                [picture.pixels],
-                bits,
-                key,
-                settings=settings,
-                backend=wm,
-                positions=np.array([index[str(path)]]),
-                n_total=n,
-            )[0]
-            job.write(picture, out)
-        return _self_check(job, key, message, settings) if self_check else job
+        else:
+            _mark_files(job, files, unusable, bits, key, settings, wm)
+        if self_check:
+            _self_check(job, key, message, settings)
+        return job
 
 
-def _self_check(job: CopyJob, key: bytes, message: str, settings: WatermarkSettings) -> CopyJob:
+def _mark_files(
+    job: CopyJob,
+    files: list[Path],
+    unusable: list[tuple[Path, str]],
+    bits: np.ndarray,
+    key: bytes,
+    settings: WatermarkSettings,
+    backend: WatermarkBackend,
+) -> None:
+    """Mark each markable file of a folder with the combination of its position among `files`."""
+    for path, reason in unusable:
+        job.skip(path, reason)
+    index = {str(p): i for i, p in enumerate(files)}
+    for path in job.pending():
+        if str(path) not in index:  # already recorded as skipped
+            continue
+        picture = job.load(path)
+        if picture is None:  # changed since it was checked: recorded as skipped
+            continue
+        out = embed_arrays(
+            [picture.pixels],
+            bits,
+            key,
+            settings=settings,
+            backend=backend,
+            positions=np.array([index[str(path)]]),
+            n_total=len(files),
+        )[0]
+        job.write(picture, out)
+
+
+def _self_check(job: CopyJob, key: bytes, message: str, settings: WatermarkSettings) -> None:
     """Verify the release as written (read back from disk, files left by earlier runs included) and record the
     verdict in the manifest: a release that its owner's own `verify` cannot read (too weak a strength for these
     images, a lossy `--format`, another message's files beside it) is said at once, not after a leak."""
     if not job.rows:
-        return job
+        return
     try:
         verdict = verify_arrays(read_suspect(job.dst), key, settings=settings, message=message)
     except ProtectError as e:  # the marked files are written: a failed check must not lose their manifest
         job.settings["self_check"] = {"verdict": "error", "reason": str(e)}
         log.warning("self-check: could not verify %s as written: %s", job.dst, e)
-        return job
+        return
     job.settings["self_check"] = {
         k: v for k, v in verdict.to_dict().items() if k in ("verdict", "p_value", "bit_accuracy", "reason")
     }
@@ -262,7 +277,6 @@ def _self_check(job: CopyJob, key: bytes, message: str, settings: WatermarkSetti
             verdict.verdict,
             verdict.reason,
         )
-    return job
 
 
 def verify_arrays(
