@@ -321,10 +321,7 @@ def relearn(
     known = set(model.config.class_names)
     attack = _subset(attack, [n for n in attack.class_names if n in known or n == target])
     retained = _subset(test, [name for name in test.class_names if name != target and name in known])
-    present = np.unique(attack.y)
-    smallest = np.bincount(attack.y, minlength=len(attack.class_names))[
-        present
-    ].min()  # per class, to draw from
+    smallest = np.bincount(attack.y)[np.unique(attack.y)].min()  # per class present, to draw from
     points = []
     for n in ns:
         forget, retain = [], []

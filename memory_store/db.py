@@ -188,10 +188,9 @@ def connect(path: str | Path, *, busy_timeout: float = 10.0, create: bool = True
         conn.close()
         if _is_locked(e):
             raise IntegrityError(f"memory database {path} is locked by another process: {e}") from e
+        # a damaged page (`.recover` helps), a full disk, no write access
         if any(k in str(e).lower() for k in ("malformed", "full", "disk i/o", "readonly")):
-            raise database_error(
-                path, e
-            ) from e  # a damaged page (`.recover` helps), a full disk, no write access
+            raise database_error(path, e) from e
         raise IntegrityError(
             f"memory database {path} is corrupt or not a SQLite database ({e}); left untouched"
         ) from e

@@ -67,9 +67,8 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except click.exceptions.NoArgsIsHelpError:  # a bare group: its help, as Click shows it
             raise
-        except (
-            click.UsageError
-        ) as e:  # Click prints usage + a hint + the error: make it the one line we promise
+        except click.UsageError as e:
+            # Click prints usage + a hint + the error: make it the one line every other refusal is
             hint = f" (see '{e.ctx.command_path} --help')" if e.ctx else ""
             one = click.ClickException(e.format_message() + hint)
             one.exit_code = 2
