@@ -176,8 +176,8 @@ def embed_folder(
 ) -> CopyJob:
     """Write watermarked copies of a folder or `.npz`; the returned job's `finish()` writes
     `watermark-manifest.json` (settings, coverage, per-image quality; never the key) and gives the exit status.
-    With `self_check`, the release is then verified as written (`_self_check`; about a third of the time of
-    marking it with dwtdct).
+    With `self_check`, the release is then verified as written (`_self_check`: every marked file is read
+    back once more).
 
     Everything that can make the release unusable (strength, payload, too few markable images) is refused
     before anything is written.

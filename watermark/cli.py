@@ -69,7 +69,7 @@ def watermark() -> None:
 @click.option(
     "--no-self-check",
     is_flag=True,
-    help="Skip verifying the written release at the end (about a third of the marking time).",
+    help="Skip verifying the written release at the end (it reads every marked file again).",
 )
 def embed(
     src: str,
