@@ -46,8 +46,8 @@ from memory_store.text import content_hash  # noqa: E402
 
 LABELS = {
     "keyword_own": "bm25, own text only (baseline)",
-    "keyword": "bm25 with session context, prior and replies",
-    "semantic": "semantic, with session prior and replies",
+    "keyword": "bm25 with session context, priors and replies",
+    "semantic": "semantic, with session and length priors and replies",
     "hybrid_rrf": "hybrid, RRF",
     "hybrid": "hybrid, min-max (the default)",
 }
@@ -101,6 +101,7 @@ CONTEXT_WEIGHTS = (0.0, 0.15, 0.3, 0.5, 0.75, 1.0)
 KEYWORD_WEIGHTS = (0.5, 0.6, 0.7, 0.8, 0.9)
 SESSION_WEIGHTS = (0.0, 0.2, 0.4, 0.6, 1.0)
 REPLY_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+LENGTH_WEIGHTS = (0.0, 0.15, 0.3, 0.5)
 RRF_KEYWORD_WEIGHTS = (0.5, 0.7, 0.9)
 RRF_KS = (10, 60)
 RECALL_DEFINITION = (
@@ -116,6 +117,7 @@ def _configure(store: MemoryStore, mode: str, knobs: dict[str, Any]) -> str:
     store.context_weight = 0.0 if own else knobs["context_weight"]
     store.session_weight = 0.0 if own else knobs["session_weight"]
     store.reply_weight = 0.0 if own else knobs["reply_weight"]
+    store.length_weight = 0.0 if own else knobs["length_weight"]
     store.fusion = "rrf" if mode == "hybrid_rrf" else "minmax"
     store.keyword_weight = knobs["rrf_keyword_weight" if mode == "hybrid_rrf" else "keyword_weight"]
     store.rrf_k = knobs["rrf_k"]
@@ -164,7 +166,8 @@ def _summary(rows: list, k: int) -> dict[str, Any]:
 
 def _tune(store: MemoryStore, dev: list[dict[str, Any]], embedder: str, k: int) -> dict[str, Any]:
     """Grid search on the dev items, one knob family at a time: context weight (bm25), then the min-max
-    keyword weight, then the session prior's weight and the reply weight (hybrid, min-max), then RRF's weight and k."""
+    keyword weight, then the session prior's weight, the reply weight and the length prior's weight (hybrid,
+    min-max), then RRF's weight and k."""
 
     def recall(mode: str, knobs: dict[str, Any]) -> float:
         return statistics.fmean(r[1] for r in _run_items(store, dev, mode, knobs, k))
@@ -174,6 +177,7 @@ def _tune(store: MemoryStore, dev: list[dict[str, Any]], embedder: str, k: int) 
         "keyword_weight": 0.7,
         "session_weight": 0.0,
         "reply_weight": 0.0,
+        "length_weight": 0.0,
         "rrf_keyword_weight": 0.5,
         "rrf_k": 60,
     }
@@ -194,6 +198,10 @@ def _tune(store: MemoryStore, dev: list[dict[str, Any]], embedder: str, k: int) 
         str(w): round(recall("hybrid", {**knobs, "reply_weight": w}), 4) for w in REPLY_WEIGHTS
     }
     knobs["reply_weight"] = float(max(grid["reply_weight"], key=grid["reply_weight"].get))
+    grid["length_weight"] = {
+        str(w): round(recall("hybrid", {**knobs, "length_weight": w}), 4) for w in LENGTH_WEIGHTS
+    }
+    knobs["length_weight"] = float(max(grid["length_weight"], key=grid["length_weight"].get))
     rrf = {
         f"{w}/{kk}": recall("hybrid_rrf", {**knobs, "rrf_keyword_weight": w, "rrf_k": kk})
         for w in RRF_KEYWORD_WEIGHTS
@@ -564,7 +572,7 @@ def _locomo_markdown(lo: dict[str, Any]) -> list[str]:
             lines.append(
                 f"\n{emb}: chosen on dev: context weight {c['context_weight']}, min-max keyword weight "
                 f"{c['keyword_weight']}, session prior weight {c.get('session_weight', 0.0)}, reply weight "
-                f"{c.get('reply_weight', 0.0)}, RRF keyword weight "
+                f"{c.get('reply_weight', 0.0)}, length prior weight {c.get('length_weight', 0.0)}, RRF keyword weight "
                 f"{c['rrf_keyword_weight']} with k={c['rrf_k']}; "
                 f"{r['qa_items']} QA items, {r['unmapped_evidence_ids']} evidence ids not found in the turns."
             )

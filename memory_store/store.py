@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -58,6 +59,10 @@ _THRESHOLDS = {"minilm": (0.95, 0.70, 0.45), "tfidf": (0.90, 0.50, 0.30)}
 _KEYWORD_WEIGHT = {"minilm": 0.8, "tfidf": 0.9}
 # weight of the session prior (`MemoryStore._session_prior`), chosen the same way
 _SESSION_WEIGHT = {"minilm": 0.4, "tfidf": 0.2}
+# weight of the length prior (`MemoryStore.length_weight`), chosen the same way
+_LENGTH_WEIGHT = {"minilm": 0.15, "tfidf": 0.3}
+# words of a memory, counted in SQL (runs of spaces count each space: a prior needs no exact count)
+_WORDS = "length(content) - length(replace(content, ' ', '')) + 1"
 _MIN_COMMON_DOCS = 20  # a word in fewer memories than this is never "common"
 MAX_ID = 2**63 - 1  # SQLite's largest rowid
 _F = TypeVar("_F", bound=Any)
@@ -233,6 +238,13 @@ class MemoryStore:
         reply_weight: a memory that asks something lends `reply_weight` times its fused score to the next
             memory in its session, its reply (`memory_store.context.replies`); 0 disables it (0.75 was best on
             the LoCoMo dev conversations with either embedder).
+        length_weight: ranking score is multiplied by 1 + `length_weight` x ln(1 + words in the memory), a
+            document-length prior: bm25's length normalisation favours short texts, yet a short memory
+            ("Bye!", "Yes, it was!") rarely holds what a query asks for (on LoCoMo 5% of turns under 10 words
+            are evidence for some question, 59% of those of 50 words or more). 0 disables it (default: 0.15
+            with MiniLM, 0.3 with TF-IDF, chosen on LoCoMo dev conversations). Document priors: Kraaij,
+            Westerveld & Hiemstra, "The importance of prior probabilities for entry page search", SIGIR 2002;
+            Singhal, Buckley & Mitra, "Pivoted document length normalization", SIGIR 1996.
         common_term_df, max_term_docs, prune_min_docs: above `prune_min_docs` memories, FTS5 queries skip
             words in more than that share of memories or more than `max_term_docs` of them (speed); the
             similarity check on write always does.
@@ -255,6 +267,7 @@ class MemoryStore:
         session_weight: float | None = None,
         session_top: int = 5,
         reply_weight: float = 0.75,
+        length_weight: float | None = None,
         rrf_k: int = 10,
         quarantine_below: float = 0.5,
         min_trust: float = 0.35,
@@ -285,6 +298,8 @@ class MemoryStore:
         if not reply_weight >= 0.0:  # also refuses NaN
             raise ConfigError(f"reply_weight must be >= 0, got {reply_weight}")
         self.reply_weight = reply_weight
+        if length_weight is not None and not length_weight >= 0.0:
+            raise ConfigError(f"length_weight must be >= 0, got {length_weight}")
         self.rrf_k = rrf_k
         self.quarantine_below = quarantine_below
         self.min_trust = min_trust
@@ -309,6 +324,7 @@ class MemoryStore:
         self.session_weight = (
             _SESSION_WEIGHT[self.embedder.name] if session_weight is None else session_weight
         )
+        self.length_weight = _LENGTH_WEIGHT[self.embedder.name] if length_weight is None else length_weight
         self.near_duplicate, self.contradiction_similarity, self.edge_similarity = _THRESHOLDS[
             self.embedder.name
         ]
@@ -685,7 +701,7 @@ class MemoryStore:
         mode: str = "hybrid",
     ) -> list[Memory]:
         """Hybrid search: bm25 (own text + session context) fused with semantic similarity (`fusion`),
-        x trust of the writer x a small recency bonus, plus a session prior (`_session_prior`).
+        x trust of the writer x a small recency bonus x a length prior, plus a session prior (`_session_prior`).
 
         Quarantined memories and memories of agents whose trust fell below `min_trust` are not served unless
         `include_quarantined`. Any text is a valid query: it is reduced to quoted word tokens before FTS5.
@@ -717,20 +733,19 @@ class MemoryStore:
                 chunk = ids[k : k + 500]
                 marks = ",".join("?" * len(chunk))
                 sql = (
-                    "SELECT id, agent_id, status, created_at, namespace, session FROM memories "
+                    f"SELECT id, agent_id, status, created_at, namespace, session, {_WORDS} FROM memories "
                     f"WHERE id IN ({marks})"
                 )
                 meta += self.conn.execute(sql, chunk).fetchall()
             trusts = trust.trust_map(self.conn, {r[1] for r in meta}, now)
             scored, groups = [], []
-            for mid, who, status, created, ns, session in meta:
+            for mid, who, status, created, ns, session, words in meta:
                 t = trusts[who]
                 if not include_quarantined and (status == "quarantined" or t < self.min_trust):
                     continue
                 fresh = 0.5 ** (max(now - created, 0.0) / self.recency_half_life_s)
-                scored.append(
-                    (fused[mid] * t**self.trust_weight * (1.0 + self.recency_weight * fresh), mid, t)
-                )
+                prior = (1.0 + self.recency_weight * fresh) * (1.0 + self.length_weight * math.log1p(words))
+                scored.append((fused[mid] * t**self.trust_weight * prior, mid, t))
                 groups.append((ns, session, who) if session else mid)  # no session: a group of its own
             scored = self._session_prior(scored, groups)
             scored.sort(key=lambda x: (-x[0], -x[1]))

@@ -115,6 +115,25 @@ def test_bad_input_is_a_config_error(store):
         store.recall("x", limit=0)
 
 
+def test_the_length_prior_lifts_a_memory_that_says_more(store):
+    """bm25 favours the shorter of two memories that match a query equally; the length prior weighs the
+    longer one up (1 + length_weight x ln(1 + words)), and 0 leaves bm25's order."""
+    for other in ("Lunch is at noon", "The printer is out of toner", "Deploys happen on Fridays"):
+        store.remember(other, namespace="p")
+    short = store.remember("Port 8443.", namespace="p").id
+    long = store.remember("The staging API listens on port 8443 now", namespace="p").id
+
+    def ranked(weight):
+        store.length_weight = weight
+        return [m.id for m in store.recall("port 8443", namespace="p", mode="keyword", record=False)]
+
+    assert ranked(0.0) == [short, long]
+    assert ranked(5.0) == [long, short]
+    for bad in (-0.1, float("nan")):
+        with pytest.raises(ConfigError, match="length_weight"):
+            MemoryStore(":memory:", embedder="tfidf", length_weight=bad)
+
+
 def test_graph_related_and_communities(store):
     for f in [
         "The API gateway runs nginx on port 443",
