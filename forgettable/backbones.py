@@ -85,6 +85,8 @@ class TinyViT(Backbone):
         super().__init__()
         if image_size % patch_size:
             raise ConfigError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
+        if dim % heads:
+            raise ConfigError(f"dim {dim} is not a multiple of heads {heads}")
         self.dim = dim
         self.patch = nn.Conv2d(channels, dim, patch_size, stride=patch_size)
         n = (image_size // patch_size) ** 2

@@ -140,6 +140,26 @@ def stale_copies(directory: str | Path) -> list[Path]:
     return sorted(dest.parent.glob(f".{dest.name}.old-*")) if dest.is_dir() else []
 
 
+_LOG_KEYS = ("class", "at", "deleted", "kept")
+
+
+def _check_meta(meta: Any, where: Path) -> None:
+    """The parts of config.json besides the model config have the shapes their readers expect (a hand edit may
+    break them): an object of tensor digests, a training recipe object and a list of forgetting-log entries."""
+    if not isinstance(meta, dict) or not isinstance(meta.get("files"), dict):
+        raise IntegrityError(f"{where} is corrupt: no object of tensor file digests")
+    if not isinstance(meta.get("recipe", {}), dict):
+        raise IntegrityError(f"{where} is corrupt: 'recipe' must be an object, got {meta['recipe']!r}")
+    log = meta.get("forgetting_log", [])
+    entries_ok = isinstance(log, list) and all(
+        isinstance(e, dict) and all(k in e for k in _LOG_KEYS) and isinstance(e["deleted"], list) for e in log
+    )
+    if not entries_ok:
+        raise IntegrityError(
+            f"{where} is corrupt: 'forgetting_log' must be a list of entries with {', '.join(_LOG_KEYS)}"
+        )
+
+
 def read_checkpoint(
     directory: str | Path,
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -159,6 +179,7 @@ def read_checkpoint(
         files = meta["files"]
     except (ValueError, KeyError, TypeError) as e:
         raise IntegrityError(f"{src / CONFIG} is corrupt: {e}") from e
+    _check_meta(meta, src / CONFIG)
     tensors = []
     for name in (WEIGHTS, OPTIMIZER):
         path = src / name

@@ -14,6 +14,21 @@ from protect.errors import ConfigError, IntegrityError
 
 TUNINGS = ("lora", "full", "prompts")
 HEADS = ("shared", "prompt_tied")
+_COUNTS = ("image_size", "channels", "patch_size", "dim", "depth", "heads", "lora_rank")
+_RATIOS = ("mlp_ratio", "lora_alpha")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
+def _numbers(value: Any, what: str, channels: int, *, positive: bool = False) -> list[float]:
+    """`value` as `channels` floats (a hand-edited config.json may hold anything)."""
+    ok = isinstance(value, list | tuple) and len(value) == channels and all(_is_number(v) for v in value)
+    if not ok or (positive and min(value) <= 0):
+        need = "positive numbers" if positive else "numbers"
+        raise ConfigError(f"{what} needs {channels} {need} (one per channel), got {value!r}")
+    return [float(v) for v in value]
 
 
 @dataclass
@@ -49,6 +64,15 @@ class ForgettableConfig:
     present: list[int] | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.backbone, str):
+            raise ConfigError(f"backbone must be a name, got {self.backbone!r}")
+        for key in _COUNTS:
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+        for key in _RATIOS:
+            if not _is_number(getattr(self, key)) or getattr(self, key) <= 0:
+                raise ConfigError(f"{key} must be a positive number, got {getattr(self, key)!r}")
         if not isinstance(self.class_names, list) or not all(isinstance(c, str) for c in self.class_names):
             raise ConfigError(f"class_names must be a list of names, got {self.class_names!r}")
         if len(self.class_names) < 2:
@@ -59,13 +83,17 @@ class ForgettableConfig:
             raise ConfigError(f"tuning must be one of {', '.join(TUNINGS)}, got {self.tuning!r}")
         if self.head not in HEADS:
             raise ConfigError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
-        self.mean = list(self.mean) if self.mean is not None else [0.5] * self.channels
-        self.std = list(self.std) if self.std is not None else [0.25] * self.channels
-        if len(self.mean) != self.channels or len(self.std) != self.channels:
-            raise ConfigError(f"mean/std need {self.channels} values, got {self.mean!r} / {self.std!r}")
+        mean = [0.5] * self.channels if self.mean is None else self.mean
+        std = [0.25] * self.channels if self.std is None else self.std
+        self.mean = _numbers(mean, "mean", self.channels)
+        self.std = _numbers(std, "std", self.channels, positive=True)
         if self.present is None:
             self.present = list(range(len(self.class_names)))
-        self.present = sorted(int(c) for c in self.present)
+        if not isinstance(self.present, list) or not all(
+            isinstance(c, int) and not isinstance(c, bool) for c in self.present
+        ):
+            raise ConfigError(f"present must be a list of class ids, got {self.present!r}")
+        self.present = sorted(set(self.present))
         if any(not 0 <= c < len(self.class_names) for c in self.present):
             raise ConfigError(
                 f"present class ids must be within 0..{len(self.class_names) - 1}: {self.present}"

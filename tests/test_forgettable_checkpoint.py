@@ -191,3 +191,38 @@ def test_config_with_bad_contents_is_an_integrity_error(tmp_path):
         path.write_text(json.dumps(bad))
         with pytest.raises(IntegrityError, match="config.json has no valid model config"):
             PreForgettableModel.from_pretrained(tmp_path / "m")
+
+
+HAND_EDITS = [
+    ("config", "image_size", -8),
+    ("config", "patch_size", 0),
+    ("config", "dim", 31),  # not a multiple of heads: only building the model finds it, so forget does not
+    ("config", "heads", 0),
+    ("config", "mlp_ratio", "2"),
+    ("config", "mean", ["a"]),
+    ("config", "std", [0.0]),
+    ("config", "backbone", 5),
+    ("config", "present", ["a"]),
+    ("recipe", None, "x"),
+    ("forgetting_log", None, 5),
+    ("forgetting_log", None, [{"x": 1}]),
+]
+
+
+@pytest.mark.parametrize(("key", "field", "value"), HAND_EDITS)
+def test_a_hand_edited_config_json_is_one_integrity_error(tmp_path, key, field, value):
+    """Every reader (info, predict, forget, audit) loads through read_checkpoint + from_meta + the model."""
+    tiny_model().save_pretrained(tmp_path / "m")
+    path = tmp_path / "m" / "config.json"
+    meta = json.loads(path.read_text())
+    if field is None:
+        meta[key] = value
+    else:
+        meta[key][field] = value
+    path.write_text(json.dumps(meta))
+    with pytest.raises(IntegrityError, match="config.json"):
+        PreForgettableModel.from_pretrained(tmp_path / "m")
+    if field != "dim":  # forgetting on disk edits tensors without building the model
+        with pytest.raises(IntegrityError, match="config.json"):
+            forget_checkpoint(tmp_path / "m", ["a"], out=tmp_path / "m2")
+        assert not (tmp_path / "m2").exists()
