@@ -232,7 +232,8 @@ class CopyJob:
         return flatten_alpha(picture) if self.options.fmt == "jpeg" else picture
 
     def skip(self, path: Path | str, reason: str) -> None:
-        log.warning("skipped %s: %s", path, reason)
+        # INFO, not WARNING: the commands list `skipped` in their summary and the report holds it for API callers
+        log.info("skipped %s: %s", path, reason)
         self.skipped.append({"source": str(path), "reason": reason})
 
     def write(self, picture: Picture, protected: np.ndarray, **extra: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Option types and decorator factories shared by every sub-command."""
+"""Option types, decorator factories and output lines shared by every sub-command."""
 
 from __future__ import annotations
 
@@ -69,3 +69,10 @@ def write_options(fn: F) -> F:
     for d in reversed(decorators):
         fn = d(fn)
     return fn
+
+
+def echo_skipped(skipped: list[dict[str, str]]) -> None:
+    """One line per file a batch left out, on stdout with the run's summary (the batch itself only logs them at
+    INFO, so a run's skips are listed once, not also on stderr in the middle of the progress bar)."""
+    for s in skipped:
+        click.echo(f"skipped {s['source']}: {s['reason']}")

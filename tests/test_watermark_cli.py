@@ -187,6 +187,7 @@ def test_unusable_files_take_no_combination(photos, tmp_path):
     out = tmp_path / "release"
     r = _run("watermark", "embed", src, "--out", out, "--message", "AB", "--key", "k")
     assert r.exit_code == 0 and "marked 5 images, skipped 2" in r.output, r.output
+    assert "im00b-tiny.png" in r.output and "im02b-corrupt.png" in r.output  # named in the summary
     manifest = json.loads((tmp_path / "release-report" / "watermark-manifest.json").read_text())
     assert manifest["settings"]["images"] == 5 and len(manifest["skipped"]) == 2
     assert manifest["settings"]["coverage"]["worst_case_images"] == 5

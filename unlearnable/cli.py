@@ -9,7 +9,7 @@ import click
 from tqdm import tqdm
 
 from protect.batch import WriteOptions
-from protect.cli_options import device_options, epsilon_option, write_options
+from protect.cli_options import device_options, echo_skipped, epsilon_option, write_options
 from protect.devices import PRECISIONS, resolve_device
 from protect.errors import ConfigError
 from protect.imageio import check_destination, find_images, load_npz, plan_outputs, relative
@@ -194,8 +194,7 @@ def _summary(job) -> None:
             f"protected {len(rows)} image(s) -> {job.dst}  (max change {max(r['linf'] for r in rows)}/255, "
             f"mean PSNR {mean_psnr})"
         )
-    for s in job.skipped:
-        click.echo(f"skipped {s['source']}: {s['reason']}")
+    echo_skipped(job.skipped)
     click.echo(f"report: {job.report_dir / job.options.report_name}")
     if not rows:
         click.echo("nothing could be protected", err=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from protect.batch import WriteOptions
-from protect.cli_options import write_options
+from protect.cli_options import echo_skipped, write_options
 from watermark.api import (
     KEY_ENV,
     WatermarkSettings,
@@ -111,6 +111,7 @@ def embed(
     layout = job.settings["layout"]
     psnrs = [r["psnr"] for r in job.rows if r.get("psnr") is not None]
     click.echo(f"marked {len(job.rows)} images, skipped {len(job.skipped)} -> {job.dst}")
+    echo_skipped(job.skipped)
     click.echo(
         f"layout: {layout['n_chunks']} chunks, {layout['per_image']} per image, {layout['sub_bits']} bits "
         f"per image (guarantee k/N = {layout['guarantee']}); mean PSNR "

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from protect.batch import WriteOptions
-from protect.cli_options import device_options, epsilon_option, write_options
+from protect.cli_options import device_options, echo_skipped, epsilon_option, write_options
 from protect.errors import ConfigError
 from unlearnable.t2ue.generator import list_generators
 
@@ -219,8 +219,7 @@ def apply(
         click.echo(
             f"protected {len(job.rows)} image(s) -> {dst}  (max change {max(r['linf'] for r in job.rows)}/255)"
         )
-    for s in job.skipped:
-        click.echo(f"skipped {s['source']}: {s['reason']}")
+    echo_skipped(job.skipped)
     click.echo(f"report: {job.report_dir / job.options.report_name}")
     if not job.rows:
         click.echo("nothing could be protected", err=True)
