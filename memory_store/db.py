@@ -19,7 +19,8 @@ from pathlib import Path
 
 from protect.errors import ConfigError, IntegrityError
 
-SCHEMA_VERSION = 2  # 2: contextual index (`memories.context`, see memory_store.context)
+# 2: contextual index (`memories.context`, see memory_store.context); 3: `memories.words` (the length prior)
+SCHEMA_VERSION = 3
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -46,6 +47,7 @@ CREATE TABLE IF NOT EXISTS memories (
     created_at   REAL NOT NULL,
     updated_at   REAL NOT NULL,
     context      TEXT NOT NULL DEFAULT '',
+    words        INTEGER NOT NULL DEFAULT 0,
     UNIQUE (namespace, content_hash)
 );
 CREATE INDEX IF NOT EXISTS memories_ns_created ON memories (namespace, created_at);
@@ -141,6 +143,9 @@ DROP TRIGGER IF EXISTS memories_ad;
 DROP TRIGGER IF EXISTS memories_au;
 DROP TABLE IF EXISTS memories_fts;
 """
+
+# v2 -> v3: each memory's word count, read by the length prior at search time (counting there scanned the text)
+_MIGRATE_V3 = "ALTER TABLE memories ADD COLUMN words INTEGER NOT NULL DEFAULT 0;"
 
 
 def create_private(path: Path) -> None:
@@ -253,17 +258,25 @@ def _ensure_schema(conn: sqlite3.Connection, busy_timeout: float) -> None:
 
 
 def _migrate(conn: sqlite3.Connection, busy_timeout: float) -> None:
-    """Bring a version-1 database to version 2 in one transaction (another process may have done it)."""
+    """Bring an older database to `SCHEMA_VERSION` in one transaction (another process may have done it)."""
     from memory_store import context
+    from memory_store import text as T
 
     with transaction(conn, busy_timeout=busy_timeout):
-        if int(conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]) >= 2:
+        version = int(conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0])
+        if version >= SCHEMA_VERSION:
             return
-        for statement in _statements(_MIGRATE_V2 + FTS):
-            conn.execute(statement)
-        conn.execute("INSERT INTO memories_fts (memories_fts) VALUES ('rebuild')")
-        ids = [r[0] for r in conn.execute("SELECT id FROM memories WHERE session != '' ORDER BY id")]
-        context.refresh(conn, ids)
+        if version < 2:
+            for statement in _statements(_MIGRATE_V2 + FTS):
+                conn.execute(statement)
+            conn.execute("INSERT INTO memories_fts (memories_fts) VALUES ('rebuild')")
+            ids = [r[0] for r in conn.execute("SELECT id FROM memories WHERE session != '' ORDER BY id")]
+            context.refresh(conn, ids)
+        conn.execute(_MIGRATE_V3)
+        rows = conn.execute("SELECT id, content FROM memories").fetchall()
+        conn.executemany(
+            "UPDATE memories SET words = ? WHERE id = ?", [(T.word_count(c), i) for i, c in rows]
+        )
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
 
 

@@ -49,7 +49,7 @@ _COLUMNS = (
 # only a duplicate is skipped: OR IGNORE would also skip rows that break NOT NULL or CHECK, silently
 _INSERT = (
     "INSERT INTO memories (namespace, content, content_hash, tags, agent_id, session, transport, "
-    "importance, status, flags, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "importance, status, flags, created_at, updated_at, words) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (namespace, content_hash) DO NOTHING"
 )
 _EVENT = "INSERT INTO events (memory_id, agent_id, kind, detail, created_at) VALUES (?, ?, ?, ?, ?)"
@@ -61,8 +61,6 @@ _KEYWORD_WEIGHT = {"minilm": 0.8, "tfidf": 0.9}
 _SESSION_WEIGHT = {"minilm": 0.4, "tfidf": 0.2}
 # weight of the length prior (`MemoryStore.length_weight`), chosen the same way
 _LENGTH_WEIGHT = {"minilm": 0.15, "tfidf": 0.3}
-# words of a memory, counted in SQL (runs of spaces count each space: a prior needs no exact count)
-_WORDS = "length(content) - length(replace(content, ' ', '')) + 1"
 _MIN_COMMON_DOCS = 20  # a word in fewer memories than this is never "common"
 MAX_ID = 2**63 - 1  # SQLite's largest rowid
 _F = TypeVar("_F", bound=Any)
@@ -238,7 +236,8 @@ class MemoryStore:
         reply_weight: a memory that asks something lends `reply_weight` times its fused score to the next
             memory in its session, its reply (`memory_store.context.replies`); 0 disables it (0.75 was best on
             the LoCoMo dev conversations with either embedder).
-        length_weight: ranking score is multiplied by 1 + `length_weight` x ln(1 + words in the memory), a
+        length_weight: ranking score is multiplied by 1 + `length_weight` x ln(1 + words in the memory,
+            `text.word_count`, stored on write), a
             document-length prior: bm25's length normalisation favours short texts, yet a short memory
             ("Bye!", "Yes, it was!") rarely holds what a query asks for (on LoCoMo 5% of turns under 10 words
             are evidence for some question, 59% of those of 50 words or more). 0 disables it (default: 0.15
@@ -298,8 +297,8 @@ class MemoryStore:
         if not reply_weight >= 0.0:  # also refuses NaN
             raise ConfigError(f"reply_weight must be >= 0, got {reply_weight}")
         self.reply_weight = reply_weight
-        if length_weight is not None and not length_weight >= 0.0:
-            raise ConfigError(f"length_weight must be >= 0, got {length_weight}")
+        if length_weight is not None and not 0.0 <= length_weight < math.inf:  # also refuses NaN
+            raise ConfigError(f"length_weight must be a finite number >= 0, got {length_weight}")
         self.rrf_k = rrf_k
         self.quarantine_below = quarantine_below
         self.min_trust = min_trust
@@ -604,7 +603,9 @@ class MemoryStore:
                     return self._confirm(dup_id, agent, now)
                 flag_list = flags + (["contradiction"] if contradicted else [])
                 row = (namespace, content, h, json.dumps(tag_list), agent, session, transport, importance)
-                cur = self.conn.execute(_INSERT, (*row, "active", json.dumps(flag_list), now, now))
+                cur = self.conn.execute(
+                    _INSERT, (*row, "active", json.dumps(flag_list), now, now, T.word_count(content))
+                )
                 mid = int(cur.lastrowid or 0)
                 signals = ["normal_write", *flags]
                 if contradicted:
@@ -733,7 +734,7 @@ class MemoryStore:
                 chunk = ids[k : k + 500]
                 marks = ",".join("?" * len(chunk))
                 sql = (
-                    f"SELECT id, agent_id, status, created_at, namespace, session, {_WORDS} FROM memories "
+                    "SELECT id, agent_id, status, created_at, namespace, session, words FROM memories "
                     f"WHERE id IN ({marks})"
                 )
                 meta += self.conn.execute(sql, chunk).fetchall()
@@ -1043,6 +1044,7 @@ class MemoryStore:
             json.dumps(flags),
             created,
             _timestamp(r.get("updated_at", created), "updated_at"),
+            T.word_count(content),
         )
 
     @_guard

@@ -77,6 +77,13 @@ def tokens(text: str) -> list[str]:
     return [t.lower() for t in _TOKEN.findall(text)]
 
 
+def word_count(text: str) -> int:
+    """Words as FTS5's unicode61 tokenizer counts them (runs of letters and digits): the length that bm25
+    normalises by, and so the one the length prior (`MemoryStore.length_weight`) makes up for. Text with no
+    separators (Chinese, `k=v` runs without spaces) counts its runs, as bm25 does."""
+    return len(_TOKEN.findall(text))
+
+
 def content_words(text: str) -> set[str]:
     return {t for t in tokens(text) if t not in STOPWORDS}
 

@@ -104,6 +104,7 @@ def test_version_1_database_is_migrated(tmp_path):
     conn.execute("DROP TABLE memories_fts")
     conn.execute("DROP INDEX memories_session")
     conn.execute("ALTER TABLE memories DROP COLUMN context")
+    conn.execute("ALTER TABLE memories DROP COLUMN words")
     conn.execute(
         "CREATE VIRTUAL TABLE memories_fts USING fts5 (content, tags, content='memories', "
         "content_rowid='id', tokenize='porter unicode61 remove_diacritics 2')"
@@ -122,6 +123,25 @@ def test_version_1_database_is_migrated(tmp_path):
         got = [m.id for m in s.recall("aquarium visit", namespace="chat", limit=3, mode="keyword")]
         assert got[0] == ids[0] and ids[1] in got
         s.conn.execute("INSERT INTO memories_fts (memories_fts) VALUES ('integrity-check')")
+        assert s.conn.execute("SELECT words FROM memories WHERE id = ?", (ids[0],)).fetchone()[0] == 7
+
+
+def test_version_2_database_gains_word_counts(tmp_path):
+    """v3 stores each memory's word count for the length prior; a v2 file is filled in on open."""
+    path = tmp_path / "v2.db"
+    with MemoryStore(path, embedder="tfidf") as s:
+        ids = chat(s)
+        s.remember("我喜欢吃苹果。你呢？", namespace="chat")  # no spaces: two runs, as FTS5 counts them
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE memories DROP COLUMN words")
+    conn.execute("UPDATE meta SET value='2' WHERE key='schema'")
+    conn.commit()
+    conn.close()
+    with MemoryStore(path, embedder="tfidf") as s:
+        assert db.get_meta(s.conn, "schema") == str(db.SCHEMA_VERSION)
+        words = dict(s.conn.execute("SELECT content, words FROM memories"))
+        assert words[TURNS[0]] == 7 and words["我喜欢吃苹果。你呢？"] == 2
+        assert ids[0] in [m.id for m in s.recall("aquarium", namespace="chat", limit=2)]
 
 
 def test_session_prior_favours_a_candidate_whose_session_also_matches(store):

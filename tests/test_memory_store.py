@@ -129,7 +129,7 @@ def test_the_length_prior_lifts_a_memory_that_says_more(store):
 
     assert ranked(0.0) == [short, long]
     assert ranked(5.0) == [long, short]
-    for bad in (-0.1, float("nan")):
+    for bad in (-0.1, float("nan"), float("inf")):
         with pytest.raises(ConfigError, match="length_weight"):
             MemoryStore(":memory:", embedder="tfidf", length_weight=bad)
 
