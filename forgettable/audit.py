@@ -587,7 +587,7 @@ def audit_directory(
         raise ConfigError(
             f"DATA classes {data.class_names} differ from the model's {model.config.class_names}"
         )
-    recipe = Recipe(**model.recipe) if model.recipe else Recipe()
+    recipe = Recipe.stored(model.recipe, Path(model_dir) / "config.json")
     if holdout is None:
         if recipe.data_fingerprint != data.fingerprint() or recipe.holdout_fraction <= 0:
             raise ConfigError(

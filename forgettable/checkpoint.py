@@ -143,6 +143,19 @@ def stale_copies(directory: str | Path) -> list[Path]:
 _LOG_KEYS = ("class", "at", "deleted", "kept")
 
 
+def _is_log_entry(entry: Any) -> bool:
+    """A forgetting-log entry as `plan_forgetting` writes it: text fields, and the list of deleted tensors."""
+    if not isinstance(entry, dict) or not all(k in entry for k in _LOG_KEYS):
+        return False
+    texts = [entry[k] for k in ("class", "at", "kept")] + [entry.get("also_deleted", "")]
+    deleted = entry["deleted"]
+    return (
+        all(isinstance(t, str) for t in texts)
+        and isinstance(deleted, list)
+        and all(isinstance(d, str) for d in deleted)
+    )
+
+
 def _check_meta(meta: Any, where: Path) -> None:
     """The parts of config.json besides the model config have the shapes their readers expect (a hand edit may
     break them): an object of tensor digests, a training recipe object and a list of forgetting-log entries."""
@@ -151,9 +164,7 @@ def _check_meta(meta: Any, where: Path) -> None:
     if not isinstance(meta.get("recipe", {}), dict):
         raise IntegrityError(f"{where} is corrupt: 'recipe' must be an object, got {meta['recipe']!r}")
     log = meta.get("forgetting_log", [])
-    entries_ok = isinstance(log, list) and all(
-        isinstance(e, dict) and all(k in e for k in _LOG_KEYS) and isinstance(e["deleted"], list) for e in log
-    )
+    entries_ok = isinstance(log, list) and all(_is_log_entry(e) for e in log)
     if not entries_ok:
         raise IntegrityError(
             f"{where} is corrupt: 'forgetting_log' must be a list of entries with {', '.join(_LOG_KEYS)}"

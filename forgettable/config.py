@@ -6,6 +6,7 @@ but never renumbers, so a shared head keeps its C outputs exactly as in the pape
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ _RATIOS = ("mlp_ratio", "lora_alpha")
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+    """A finite int or float (JSON may hold NaN and Infinity; bool is an int to Python, not to us)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _numbers(value: Any, what: str, channels: int, *, positive: bool = False) -> list[float]:

@@ -234,8 +234,13 @@ class PreForgettableModel(nn.Module):
         cls, directory: str | Path, *, device: str | torch.device = "cpu"
     ) -> PreForgettableModel:
         """Load a saved model (no network), in eval mode."""
+        from forgettable.train import Recipe  # train builds models: imported here, not at module level
+
         meta, weights, optimizer = read_checkpoint(directory)
         config = ForgettableConfig.from_meta(meta, directory)
+        Recipe.stored(
+            meta.get("recipe", {}), Path(directory) / "config.json"
+        )  # checked once, for every reader
         try:
             model = cls(config)
             model.load_state_dict(weights)

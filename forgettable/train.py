@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ from forgettable.config import ForgettableConfig
 from forgettable.data import LabeledImages, split_holdout
 from forgettable.model import PreForgettableModel
 from protect.devices import resolve_device, seeded_generator
-from protect.errors import ConfigError
+from protect.errors import ConfigError, IntegrityError
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,31 @@ class Recipe:
             raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.shift < 0:
             raise ConfigError(f"shift must be >= 0 pixels, got {self.shift}")
+
+    @classmethod
+    def stored(cls, data: dict[str, Any], where: str | Path = "config.json") -> Recipe:
+        """The recipe a checkpoint's config.json records ({} for models saved without one), each value of its
+        field's type: a hand edit there is one `IntegrityError`, not a failure deep inside the oracle's training."""
+        known = {f.name: f.default for f in fields(cls)}
+        for key, value in data.items():
+            if key not in known:
+                raise IntegrityError(f"{where}: unknown training recipe key {key!r}")
+            default = known[key]
+            if isinstance(default, bool | str):
+                ok = type(value) is type(default)
+            else:
+                number = (
+                    isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+                )
+                ok = number and (isinstance(default, float) or isinstance(value, int))
+            if not ok:
+                raise IntegrityError(
+                    f"{where}: training recipe {key} = {value!r} is not a {type(default).__name__}"
+                )
+        try:
+            return cls(**data)
+        except ConfigError as e:
+            raise IntegrityError(f"{where}: training recipe: {e}") from e
 
 
 def learning_rate(recipe: Recipe, step: int, total: int) -> float:
@@ -242,7 +268,7 @@ def train_oracle(
     backbone_state: dict[str, torch.Tensor] | None = None,
 ) -> PreForgettableModel:
     """The retrained oracle: `model`'s recipe and architecture on DATA without the classes `forgotten`."""
-    recipe = Recipe(**model.recipe) if model.recipe else Recipe()
+    recipe = Recipe.stored(model.recipe)
     if recipe.backbone_init.startswith("state:"):
         if backbone_state is None:
             raise ConfigError(
