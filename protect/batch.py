@@ -31,6 +31,7 @@ from protect.imageio import (
     load_image,
     load_npz,
     output_path,
+    overlong_output,
     plan_outputs,
     refuse_links_into,
     relative,
@@ -38,7 +39,7 @@ from protect.imageio import (
     save_npz,
 )
 from protect.metrics import perturbation_kept, quality_row
-from protect.paths import NAME_MAX, atomic_write_text, remove_temp_leftovers
+from protect.paths import atomic_write_text, remove_temp_leftovers
 from protect.report import HTML_NAME, REPORT_NAME, jsonable, write_html_report, write_json_report
 
 log = logging.getLogger(__name__)
@@ -136,10 +137,13 @@ class CopyJob:
     @contextlib.contextmanager
     def released_on_error(self, *, reports: bool = False) -> Iterator[CopyJob]:
         """Around the work on a job: an error releases the folder lock before it propagates (with `reports`, after
-        writing the reports of the copies already saved), so a long-lived process can write there again."""
+        writing the reports of the copies already saved), so a long-lived process can write there again. The
+        files skipped so far are logged as warnings: no summary will list them, and they may be why it failed."""
         try:
             yield self
         except BaseException:
+            for s in self.skipped:
+                log.warning("skipped %s: %s", s["source"], s["reason"])
             if reports and self.rows:
                 self.finish()
             else:
@@ -206,8 +210,9 @@ class CopyJob:
             rel = relative(p, self.src).as_posix()
             if rel in done:
                 continue
-            if len(os.fsencode(plan[rel].name)) > NAME_MAX:  # `a.jpg.png`, `.webp`: longer than its source
-                self.skip(p, f"its output name {plan[rel].name!r} would exceed {NAME_MAX} bytes; rename it")
+            reason = overlong_output(plan[rel])
+            if reason:
+                self.skip(p, reason)
                 continue
             todo.append(p)
         lines = [json.dumps({"run": self._run_key()}, default=jsonable)]
@@ -232,7 +237,10 @@ class CopyJob:
         return flatten_alpha(picture) if self.options.fmt == "jpeg" else picture
 
     def skip(self, path: Path | str, reason: str) -> None:
-        # INFO, not WARNING: the commands list `skipped` in their summary and the report holds it for API callers
+        """Record `path` as left out, once (a file can fail two checks). INFO, not WARNING: the commands list the
+        skips in their summary, the report holds them for API callers, and a failing run warns of them."""
+        if str(path) in {s["source"] for s in self.skipped}:
+            return
         log.info("skipped %s: %s", path, reason)
         self.skipped.append({"source": str(path), "reason": reason})
 

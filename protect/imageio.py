@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from protect.errors import ConfigError, UnreadableImageError
-from protect.paths import atomic_path
+from protect.paths import NAME_MAX, atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +230,14 @@ def output_path(dst: str | Path, rel: PurePosixPath, fmt: str = "png") -> Path:
     if fmt not in OUTPUT_FORMATS:
         raise ConfigError(f"unknown output format {fmt!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
     return Path(dst).joinpath(*rel.parts).with_suffix(OUTPUT_FORMATS[fmt])
+
+
+def overlong_output(out: Path) -> str | None:
+    """Why `out` cannot be written when its name is longer than a file name may be (`a.jpg.png`, `.webp`: an
+    output name can be longer than its source's), else None."""
+    if len(os.fsencode(out.name)) > NAME_MAX:
+        return f"its output name {out.name!r} would exceed {NAME_MAX} bytes; rename it"
+    return None
 
 
 def plan_outputs(

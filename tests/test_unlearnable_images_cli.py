@@ -648,3 +648,15 @@ def test_a_source_whose_output_name_would_be_too_long_is_skipped_not_fatal(tmp_p
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "out-report" / "protect-report.json").read_text())
     assert len(report["images"]) == 2 and "would exceed 255 bytes" in report["skipped"][0]["reason"]
+
+
+def test_a_run_that_fails_after_skipping_files_still_names_them(tmp_path, caplog):
+    """No summary is printed when the job raises, so the skips so far are logged as warnings: they may be why
+    it failed ("needs at least 4 images, got 3" for a folder of 5)."""
+    src = _small(tmp_path / "src", ["a.png", "b.png", "c.png"])
+    for name in ("bad0.png", "bad1.png"):
+        (src / name).write_bytes(b"garbage")
+    res = run([str(src), "--out", str(tmp_path / "o"), "--labels", "clusters", *FAST])
+    assert res.exit_code == 2 and "got 3" in res.output, res.output
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("bad0.png" in m for m in warned) and any("bad1.png" in m for m in warned), warned

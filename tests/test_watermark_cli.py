@@ -318,3 +318,21 @@ def test_no_watermark_under_guessed_settings_says_which_and_a_contradicted_manif
     r = _run("watermark", "verify", out, "--key", "k", "--manifest", manifest, "--message-bits", "40")
     assert r.exit_code == 2 and "contradicts the manifest's 16" in r.output
     assert _run("watermark", "verify", out, "--key", "k", "--manifest", manifest).exit_code == 0
+
+
+def test_an_unwritable_output_name_takes_no_combination_and_is_listed_once(photos, tmp_path):
+    """A source whose output name would pass 255 bytes is left out before combinations are assigned (it would
+    otherwise keep a chunk out of the release), and an unreadable one is listed once even if its name is long."""
+    src = tmp_path / "long"
+    src.mkdir()
+    for p in sorted(photos.glob("*.png"))[:6]:
+        (src / p.name).write_bytes(p.read_bytes())
+    long = "L" * 248
+    (src / f"{long}.png").write_bytes(next(photos.glob("*.png")).read_bytes())  # as .jpg.png: 256 bytes
+    (src / f"{long}.jpg").write_bytes(b"not a jpeg")  # unreadable and too long
+    out = tmp_path / "release"
+    r = _run("watermark", "embed", src, "--out", out, "--message", "AB", "--key", "k")
+    assert r.exit_code == 0 and "marked 6 images, skipped 2" in r.output, r.output
+    assert r.output.count(f"skipped {src / long}") == 2  # each of the two files once
+    manifest = json.loads((tmp_path / "release-report" / "watermark-manifest.json").read_text())
+    assert manifest["settings"]["images"] == 6 and manifest["settings"]["self_check"]["verdict"] == "match"

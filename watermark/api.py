@@ -23,7 +23,7 @@ import numpy as np
 
 from protect.batch import CopyJob, WriteOptions
 from protect.errors import ConfigError, ProtectError
-from protect.imageio import find_images, load_image, load_npz
+from protect.imageio import find_images, load_image, load_npz, overlong_output, plan_outputs, relative
 from watermark.backends import WatermarkBackend, check_fits, check_payload, check_strength, create_backend
 from watermark.codec import (
     CRC_BITS,
@@ -97,15 +97,22 @@ def message_fingerprint(key: bytes, message_bits: np.ndarray) -> str:
 
 
 def markable_files(
-    src: Path, backend: WatermarkBackend, payload_bits: int
+    src: Path, backend: WatermarkBackend, payload_bits: int, dst: Path, fmt: str
 ) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """The source images that can carry the payload, and (file, reason) for the rest.
+    """The source images that can carry the payload and be written to `dst` as `fmt`, and (file, reason) for
+    the rest.
 
     Decided before combinations are assigned: a file skipped after assignment would keep its combination
     (and maybe the only copy of a chunk) out of the release while the manifest counted it.
     """
+    files = find_images(src)
+    outputs = plan_outputs(dst, [relative(p, src) for p in files], fmt)
     good, bad = [], []
-    for path in find_images(src):
+    for path in files:
+        reason = overlong_output(outputs[relative(path, src)])
+        if reason:
+            bad.append((path, reason))
+            continue
         try:
             check_fits(backend, load_image(path, root=src).pixels, payload_bits)
         except ProtectError as e:
@@ -196,7 +203,8 @@ def embed_folder(
             check_fits(wm, img, layout.sub_bits)
         n = len(data.x)
     else:
-        files, unusable = markable_files(source, wm, layout.sub_bits)
+        fmt = (options or WriteOptions()).fmt
+        files, unusable = markable_files(source, wm, layout.sub_bits, Path(dst), fmt)
         n = len(files)
     check_release_size(layout, n, unusable)
     options = options or WriteOptions()
