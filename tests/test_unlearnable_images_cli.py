@@ -660,3 +660,46 @@ def test_a_run_that_fails_after_skipping_files_still_names_them(tmp_path, caplog
     assert res.exit_code == 2 and "got 3" in res.output, res.output
     warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert any("bad0.png" in m for m in warned) and any("bad1.png" in m for m in warned), warned
+
+
+def test_a_resumed_run_protects_its_last_images_against_the_copies_already_saved(tmp_path, monkeypatch):
+    """Killed after 22 of 24 copies, a resume used to optimise the last 2 alone: one image per class has no Bayes
+    error to raise, so they were saved unchanged while the run said "protected 24". The saved copies now take
+    part as fixed context. (With 8 images per class and 4 steps, a one-thread run can still find no gradient:
+    the toy set is then too small, as in an uninterrupted run.)"""
+    from protect.batch import CopyJob
+
+    names = [f"{c}/{i}.png" for c in ("cats", "dogs") for i in range(12)]
+    src = _small(tmp_path / "src", names, size=(16, 16))
+    out = tmp_path / "out"
+    args = [str(src), "--out", str(out), "--steps", "4", "--resolution", "16", "--device", "cpu"]
+    write = CopyJob.write
+
+    def killed_after_22(self, picture, protected, **extra):
+        if len(self.rows) == 22:
+            raise KeyboardInterrupt
+        return write(self, picture, protected, **extra)
+
+    monkeypatch.setattr(CopyJob, "write", killed_after_22)
+    assert run(args).exit_code != 0  # Click turns the interrupt into "Aborted!"
+    assert len(list(out.rglob("*.png"))) == 22
+    monkeypatch.setattr(CopyJob, "write", write)
+    res = run([*args, "--resume"])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "out-report" / "protect-report.json").read_text())
+    assert len(report["images"]) == 24
+    changed = [r for r in report["images"] if not r.get("unchanged")]
+    assert len(changed) == 24 and min(r["linf"] for r in report["images"]) > 0
+    assert report["settings"]["runs"][-1]["context_images"] == 22
+
+
+def test_a_killed_runs_temporary_for_another_format_is_listed_not_published_silently(tmp_path):
+    src = _small(tmp_path / "src", ["a.png", "b.png"])
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".a.png.4bb7933e.tmp.png").write_bytes(b"half a png")  # a killed png run's, in a jpeg run's DST
+    (out / ".notes.txt").write_text("the user's own hidden file")
+    res = run([str(src), "--out", str(out), "--format", "jpeg", *FAST])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "out-report" / "protect-report.json").read_text())
+    assert report["not_from_this_run"] == [".a.png.4bb7933e.tmp.png"]

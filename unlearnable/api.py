@@ -14,8 +14,8 @@ import torch
 
 from protect.batch import CopyJob, WriteOptions
 from protect.devices import resolve_device, resolve_precision, seeded_generator
-from protect.errors import ConfigError, UnknownNameError
-from protect.imageio import Picture
+from protect.errors import ConfigError, ProtectError, UnknownNameError
+from protect.imageio import Picture, load_image
 from unlearnable.adv import AdversarialPoison
 from unlearnable.bank import PerturbationBank
 from unlearnable.beo import BEO
@@ -84,8 +84,14 @@ def protect_arrays(
     *,
     config: ProtectConfig | None = None,
     callback: Callback | None = None,
+    context: Sequence[np.ndarray] = (),
+    context_labels: Sequence[str | int | None] | None = None,
 ) -> tuple[list[np.ndarray], dict[str, Any]]:
     """Protect uint8 (H, W, C) images; returns the protected images (same shapes) and run information.
+
+    `context` images (with `context_labels`) take part in the Bayes error and the surrogate's training but are
+    never changed: copies protected earlier, so a resumed run optimises its last few images against the whole
+    set instead of alone (two images of two classes have no Bayes error to raise).
 
     Example:
         >>> protected, info = protect_arrays(x, y, config=ProtectConfig(method="beo", steps=10))
@@ -100,9 +106,10 @@ def protect_arrays(
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
     seeded_generator(config.seed)
-    names = given_labels(
-        config.labels, [None if lb is None else str(lb) for lb in (labels or [None] * len(images))]
-    )
+    n = len(images)
+    given = list(labels or [None] * n) + list(context_labels or [None] * len(context))
+    images = list(images) + list(context)
+    names = given_labels(config.labels, [None if lb is None else str(lb) for lb in given])
     largest = max(max(img.shape[:2]) for img in images)
     size = config.resolution or (32 if largest <= 32 else 64)
     provisional = 1 if names is None else len(set(names))
@@ -117,7 +124,7 @@ def protect_arrays(
             )
         names = cluster_labels(feats, k=config.clusters, seed=config.seed)
     all_images, all_names = list(images), list(names)
-    frozen = np.zeros(len(images), bool)
+    frozen = np.arange(len(images)) >= n  # the context is fixed
     if len(set(names)) < 2:
         ref, ref_names = reference_images(size=surrogate.input_size, seed=config.seed)
         all_images += ref
@@ -134,14 +141,39 @@ def protect_arrays(
     )
     perturber = _perturber(config, surrogate, callback)
     history = perturber.perturb(bank, y)
-    protected = [bank.protected(i) for i in range(len(images))]
+    protected = [bank.protected(i) for i in range(n)]
     info = {
         "classes": classes,
-        "reference_anchors": int(frozen.sum()),
+        "context_images": len(context),
+        "reference_anchors": int(frozen.sum()) - len(context),
         "surrogate_input": surrogate.input_size,
         "history": history,
     }
     return protected, info
+
+
+def _finished(job: CopyJob) -> list[Picture]:
+    """The copies an interrupted run already saved (`--resume`), read back from DST with their labels (DST
+    mirrors SRC's folders); an unreadable one is left out, it only loses the resumed part some context."""
+    out = []
+    for row in job.rows:
+        try:
+            out.append(load_image(Path(row["output"]), root=job.dst))
+        except (ProtectError, KeyError):
+            continue
+    return out
+
+
+def _spread(pictures: list[Picture], budget: float) -> list[Picture]:
+    """As many of `pictures` as `budget` bytes of the optimisation hold, every class in proportion."""
+    chosen, used = [], 0.0
+    for pic in (p for chunk in _chunks(pictures) for p in chunk):
+        cost = 2.0 * pic.pixels.size
+        if used + cost > budget:
+            break
+        chosen.append(pic)
+        used += cost
+    return chosen
 
 
 def _chunks(pictures: list[Picture]) -> list[list[Picture]]:
@@ -202,9 +234,17 @@ def _protect_job(job: CopyJob, config: ProtectConfig, callback: Callback | None)
         job.write_dataset(data, np.stack(protected))
         return job
     pictures = [p for p in (job.load(path) for path in job.pending()) if p is not None]
+    done = _finished(job) if pictures else []
     for chunk in _chunks(pictures):
+        room = CHUNK_BYTES - sum(2.0 * p.pixels.size for p in chunk)
+        context = _spread(done, room)
         protected, info = protect_arrays(
-            [p.pixels for p in chunk], [p.label for p in chunk], config=config, callback=callback
+            [p.pixels for p in chunk],
+            [p.label for p in chunk],
+            config=config,
+            callback=callback,
+            context=[p.pixels for p in context],
+            context_labels=[p.label for p in context],
         )
         job.settings.setdefault("runs", []).append(
             {k: v for k, v in info.items() if k != "history"}
