@@ -134,10 +134,35 @@ def write_checkpoint(
 
 
 def stale_copies(directory: str | Path) -> list[Path]:
-    """Folders `.NAME.old-*` beside an existing model folder: left by a save interrupted after its new folder
-    was in place, so they hold a superseded version (after forgetting: the deleted prompt)."""
+    """Folders `.NAME.old-*` and `.NAME.tmp-*` beside an existing model folder: left by a killed save, after its
+    new folder was in place (a superseded version: after forgetting, the deleted prompt) or before (a version
+    that never became the model, which may still hold a prompt forgotten since)."""
     dest = Path(os.path.realpath(directory))
-    return sorted(dest.parent.glob(f".{dest.name}.old-*")) if dest.is_dir() else []
+    if not dest.is_dir():
+        return []
+    return sorted([*dest.parent.glob(f".{dest.name}.old-*"), *dest.parent.glob(f".{dest.name}.tmp-*")])
+
+
+def _missing(src: Path) -> IntegrityError | ConfigError:
+    """Why a model folder is missing: a save killed between its two renames leaves the new version, complete,
+    in `.NAME.tmp-*` and the previous one in `.NAME.old-*`; the previous one may hold what the save removed."""
+    old = sorted(src.parent.glob(f".{src.name}.old-*"))
+    new = []
+    for tmp in sorted(src.parent.glob(f".{src.name}.tmp-*")):
+        try:
+            read_checkpoint(tmp)
+        except (IntegrityError, ConfigError):
+            continue  # killed while it was being written
+        new.append(tmp)
+    if new:
+        prev = f"; the previous version at {old[0]} may hold what that save removed" if old else ""
+        return IntegrityError(
+            f"{src} is missing: an interrupted save left its new version, complete, at {new[0]}: rename it to "
+            f"{src.name}{prev}"
+        )
+    if old:
+        return IntegrityError(f"{src} is missing: an interrupted save left the previous model at {old[0]}")
+    return ConfigError(f"no model folder at {src}")
 
 
 _LOG_KEYS = ("class", "at", "deleted", "kept")
@@ -177,12 +202,7 @@ def read_checkpoint(
     """(meta, weights, optimizer) of a checkpoint folder, checked against the SHA-256 in config.json."""
     src = Path(directory)
     if not src.is_dir():
-        left = sorted(src.parent.glob(f".{src.name}.old-*"))
-        if left:
-            raise IntegrityError(
-                f"{src} is missing: an interrupted save left the previous model at {left[0]}"
-            )
-        raise ConfigError(f"no model folder at {src}")
+        raise _missing(src)
     if not is_checkpoint(src):
         raise ConfigError(f"{src} is not a model folder (no {CONFIG})")
     try:

@@ -84,6 +84,42 @@ def test_interrupted_swap_points_to_the_previous_model(tmp_path):
         PreForgettableModel.from_pretrained(tmp_path / "m")
 
 
+def test_a_save_killed_between_its_renames_names_the_complete_new_version(tmp_path, monkeypatch):
+    """The kill lands after `NAME -> .NAME.old-*` and before `.NAME.tmp-* -> NAME`: the old copy still holds the
+    forgotten class, so pointing the user at it would undo the forgetting."""
+    tiny_model().save_pretrained(tmp_path / "m")
+    renames = []
+
+    def killed_on_second_rename(a, b):
+        renames.append((a, b))
+        if len(renames) == 2:
+            raise KeyboardInterrupt
+        return real_rename(a, b)
+
+    real_rename = checkpoint.os.rename
+    monkeypatch.setattr(checkpoint.os, "rename", killed_on_second_rename)
+    monkeypatch.setattr(checkpoint.shutil, "rmtree", lambda path: None)  # the kill leaves the tmp folder
+    with pytest.raises(KeyboardInterrupt):
+        forget_checkpoint(tmp_path / "m", ["a"])
+    monkeypatch.undo()
+    assert not (tmp_path / "m").exists()
+    new = renames[1][0]
+    with pytest.raises(IntegrityError, match=rf"new version, complete, at .*{new.name}.*previous version at"):
+        PreForgettableModel.from_pretrained(tmp_path / "m")
+    new.rename(tmp_path / "m")
+    assert PreForgettableModel.from_pretrained(tmp_path / "m").config.present_names == ["b", "c"]
+    assert [p.name for p in checkpoint.stale_copies(tmp_path / "m")] == [renames[0][1].name]
+
+
+def test_a_killed_saves_tmp_folder_is_a_stale_copy_and_the_next_save_removes_it(tmp_path):
+    tiny_model().save_pretrained(tmp_path / "m")
+    left = tmp_path / ".m.tmp-1234abcd"
+    tiny_model().save_pretrained(left)  # as a save killed before its swap leaves it
+    assert checkpoint.stale_copies(tmp_path / "m") == [left]
+    tiny_model().save_pretrained(tmp_path / "m")
+    assert not left.exists() and checkpoint.stale_copies(tmp_path / "m") == []
+
+
 def test_hygiene_finds_nothing_after_forgetting_and_flags_a_planted_copy(tmp_path):
     model = tiny_model()
     deleted = model.prompts["1"].detach().clone()
