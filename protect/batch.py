@@ -39,7 +39,7 @@ from protect.imageio import (
     save_npz,
 )
 from protect.metrics import perturbation_kept, quality_row
-from protect.paths import atomic_write_text, remove_temp_leftovers
+from protect.paths import atomic_write_text, is_temp_leftover, remove_temp_leftovers
 from protect.report import HTML_NAME, REPORT_NAME, jsonable, write_html_report, write_json_report
 
 log = logging.getLogger(__name__)
@@ -310,7 +310,8 @@ class CopyJob:
     def _foreign_files(self) -> list[str]:
         """Files under a folder output that are no output of this run (resumed rows included): a second run
         with fewer sources, another `--format` or another message leaves the first run's files beside its own,
-        where they would be published with it (for a watermark, marked with another message)."""
+        where they would be published with it (for a watermark, marked with another message). A temporary that a
+        killed run left for an output this run did not plan (another `--format`) is hidden but listed too."""
         if self.is_npz or not self.dst.is_dir():
             return []
         plan = self._plan()
@@ -318,7 +319,9 @@ class CopyJob:
         return [
             p.relative_to(self.dst).as_posix()
             for p in sorted(self.dst.rglob("*"))
-            if p.is_file() and not is_hidden(p.relative_to(self.dst)) and os.path.realpath(p) not in ours
+            if p.is_file()
+            and (not is_hidden(p.relative_to(self.dst)) or is_temp_leftover(p))
+            and os.path.realpath(p) not in ours
         ]
 
     def _record(

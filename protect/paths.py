@@ -74,6 +74,11 @@ def _temp_stem(name: str) -> str:
     return cut + tag
 
 
+def is_temp_leftover(path: Path) -> bool:
+    """Whether `path` is named like a temporary file of `atomic_path` (hidden, but not to be published)."""
+    return _TEMP_NAME.fullmatch(path.name) is not None
+
+
 def remove_temp_leftovers(dests: Iterable[str | os.PathLike[str]]) -> list[Path]:
     """Delete the temporary files `atomic_path` left for these destinations because its process was killed.
 
