@@ -699,7 +699,26 @@ def test_a_killed_runs_temporary_for_another_format_is_listed_not_published_sile
     out.mkdir()
     (out / ".a.png.4bb7933e.tmp.png").write_bytes(b"half a png")  # a killed png run's, in a jpeg run's DST
     (out / ".notes.txt").write_text("the user's own hidden file")
+    (out / ".git").mkdir()
+    (out / ".git" / ".index.0123abcd.tmp").write_text("named like one, in a folder atomic_path never writes")
     res = run([str(src), "--out", str(out), "--format", "jpeg", *FAST])
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "out-report" / "protect-report.json").read_text())
     assert report["not_from_this_run"] == [".a.png.4bb7933e.tmp.png"]
+
+
+def test_context_images_need_labels_like_the_images_they_join(tmp_path):
+    from protect.errors import ConfigError
+    from unlearnable.api import ProtectConfig, protect_arrays
+
+    rng = np.random.default_rng(0)
+    x = [rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for _ in range(4)]
+    config = ProtectConfig(steps=1, resolution=8, device="cpu")
+    with pytest.raises(ConfigError, match="context_labels"):
+        protect_arrays(x, ["a", "a", "b", "b"], config=config, context=x[:2])
+    with pytest.raises(ConfigError, match="2 context images"):
+        protect_arrays(x, ["a", "a", "b", "b"], config=config, context=x[:2], context_labels=["a"])
+    protected, info = protect_arrays(
+        x, np.array(["a", "a", "b", "b"]), config=config, context=x[:2], context_labels=np.array(["a", "b"])
+    )
+    assert info["classes"] == ["a", "b"] and info["context_images"] == 2 and len(protected) == 4

@@ -6,7 +6,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -107,7 +107,12 @@ def protect_arrays(
     precision = resolve_precision(config.precision, device)
     seeded_generator(config.seed)
     n = len(images)
-    given = list(labels or [None] * n) + list(context_labels or [None] * len(context))
+    if context_labels is None and labels is not None and len(context):
+        raise ConfigError("context images need context_labels when the images have labels")
+    given = [*(labels if labels is not None else [None] * n)]
+    given += [*(context_labels if context_labels is not None else [None] * len(context))]
+    if len(given) != n + len(context):
+        raise ConfigError(f"{len(given)} labels for {n} images and {len(context)} context images")
     images = list(images) + list(context)
     names = given_labels(config.labels, [None if lb is None else str(lb) for lb in given])
     largest = max(max(img.shape[:2]) for img in images)
@@ -152,22 +157,22 @@ def protect_arrays(
     return protected, info
 
 
-def _finished(job: CopyJob) -> list[Picture]:
-    """The copies an interrupted run already saved (`--resume`), read back from DST with their labels (DST
-    mirrors SRC's folders); an unreadable one is left out, it only loses the resumed part some context."""
-    out = []
+def _context(job: CopyJob, budget: float) -> list[Picture]:
+    """Copies an interrupted run already saved (`--resume`), read back from DST (which mirrors SRC's folders,
+    so their labels too), as many as `budget` bytes of the optimisation hold. Rows are taken round-robin over
+    their folders (the classes of `--labels folders`) and decoded one at a time, so a resume near the end of a
+    large folder reads only what it uses. An unreadable copy is left out: the rest only loses some context."""
+    by_folder: dict[str, list[dict[str, Any]]] = {}
     for row in job.rows:
+        by_folder.setdefault(str(PurePosixPath(str(row.get("file", ""))).parent), []).append(row)
+    queues = list(by_folder.values())
+    order = [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
+    chosen, used = [], 0.0
+    for row in order:
         try:
-            out.append(load_image(Path(row["output"]), root=job.dst))
+            pic = load_image(Path(row["output"]), root=job.dst)
         except (ProtectError, KeyError):
             continue
-    return out
-
-
-def _spread(pictures: list[Picture], budget: float) -> list[Picture]:
-    """As many of `pictures` as `budget` bytes of the optimisation hold, every class in proportion."""
-    chosen, used = [], 0.0
-    for pic in (p for chunk in _chunks(pictures) for p in chunk):
         cost = 2.0 * pic.pixels.size
         if used + cost > budget:
             break
@@ -234,10 +239,9 @@ def _protect_job(job: CopyJob, config: ProtectConfig, callback: Callback | None)
         job.write_dataset(data, np.stack(protected))
         return job
     pictures = [p for p in (job.load(path) for path in job.pending()) if p is not None]
-    done = _finished(job) if pictures else []
     for chunk in _chunks(pictures):
         room = CHUNK_BYTES - sum(2.0 * p.pixels.size for p in chunk)
-        context = _spread(done, room)
+        context = _context(job, room) if job.rows else []
         protected, info = protect_arrays(
             [p.pixels for p in chunk],
             [p.label for p in chunk],
