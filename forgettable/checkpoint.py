@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -89,7 +90,7 @@ def write_checkpoint(
     would be deleted with the old version) or the current working folder (the shell would be left in a deleted
     folder); a symlink is followed, so the folder it points to is updated and the link still leads to the model.
     Copies left by an interrupted earlier swap (`stale_copies`) hold superseded tensors, such as a deleted
-    prompt, and are removed once the new folder is in place.
+    prompt, and are removed once the new folder is in place (`_abandoned`: a `.tmp-*` only when it is old).
     """
     dest = Path(os.path.realpath(directory))
     if dest.exists():
@@ -123,8 +124,8 @@ def write_checkpoint(
             os.rename(dest, old)
             os.rename(tmp, dest)
             _fsync_all([dest.parent])
-            for path in [old, *stale]:
-                shutil.rmtree(path)
+            for path in [old, *(p for p in stale if _abandoned(p))]:
+                shutil.rmtree(path, ignore_errors=True)  # another save may have removed it already
         else:
             os.rename(tmp, dest)
             _fsync_all([dest.parent])
@@ -143,16 +144,34 @@ def stale_copies(directory: str | Path) -> list[Path]:
     return sorted([*dest.parent.glob(f".{dest.name}.old-*"), *dest.parent.glob(f".{dest.name}.tmp-*")])
 
 
+ABANDONED_S = 600.0  # a `.tmp-*` folder untouched this long is no live save's (a save takes seconds)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _abandoned(path: Path) -> bool:
+    """Whether a stale copy may be deleted: every `.old-*`, and a `.tmp-*` only once no save can still be
+    writing it (a concurrent save of the same folder must not lose its temporary folder)."""
+    if ".old-" in path.name:
+        return True
+    return time.time() - _mtime(path) > ABANDONED_S
+
+
 def _missing(src: Path) -> IntegrityError | ConfigError:
     """Why a model folder is missing: a save killed between its two renames leaves the new version, complete,
     in `.NAME.tmp-*` and the previous one in `.NAME.old-*`; the previous one may hold what the save removed."""
     old = sorted(src.parent.glob(f".{src.name}.old-*"))
     new = []
-    for tmp in sorted(src.parent.glob(f".{src.name}.tmp-*")):
+    for tmp in sorted(src.parent.glob(f".{src.name}.tmp-*"), key=_mtime, reverse=True):  # newest first
         try:
             read_checkpoint(tmp)
-        except (IntegrityError, ConfigError):
-            continue  # killed while it was being written
+        except (IntegrityError, ConfigError, OSError):
+            continue  # killed while it was being written, or unreadable
         new.append(tmp)
     if new:
         prev = f"; the previous version at {old[0]} may hold what that save removed" if old else ""

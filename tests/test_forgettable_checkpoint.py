@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import pytest
 import torch
@@ -116,6 +118,10 @@ def test_a_killed_saves_tmp_folder_is_a_stale_copy_and_the_next_save_removes_it(
     left = tmp_path / ".m.tmp-1234abcd"
     tiny_model().save_pretrained(left)  # as a save killed before its swap leaves it
     assert checkpoint.stale_copies(tmp_path / "m") == [left]
+    tiny_model().save_pretrained(tmp_path / "m")
+    assert left.exists()  # as young as a concurrent save's live folder: kept
+    old = time.time() - checkpoint.ABANDONED_S - 60
+    os.utime(left, (old, old))
     tiny_model().save_pretrained(tmp_path / "m")
     assert not left.exists() and checkpoint.stale_copies(tmp_path / "m") == []
 
