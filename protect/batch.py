@@ -320,7 +320,10 @@ class CopyJob:
             p.relative_to(self.dst).as_posix()
             for p in sorted(self.dst.rglob("*"))
             if p.is_file()
-            and (not is_hidden(p.relative_to(self.dst)) or is_temp_leftover(p))
+            and (
+                not is_hidden(p.relative_to(self.dst))
+                or (is_temp_leftover(p) and not is_hidden(p.relative_to(self.dst).parent))
+            )
             and os.path.realpath(p) not in ours
         ]
 
