@@ -85,6 +85,7 @@ class CopyJob:
     _lock_key: str | None = None
     _sweep: bool = False  # remove a killed run's temporary files once the outputs are planned
     _made_reports: bool = False  # this job created the report folder
+    _replacing: bool = False  # this run has started writing outputs (the earlier reports are gone)
 
     def __post_init__(self) -> None:
         self.src, self.dst = Path(self.src), Path(self.dst)
@@ -247,6 +248,12 @@ class CopyJob:
     def write(self, picture: Picture, protected: np.ndarray, **extra: Any) -> dict[str, Any]:
         """Save one protected copy atomically, measure it as saved, and record progress."""
         out = self._plan().get(picture.rel.as_posix()) or output_path(self.dst, picture.rel, self.options.fmt)
+        if not self._replacing:
+            # an earlier run's reports describe files this run starts to replace: a kill before `finish` must not
+            # leave them beside a half-new release (`finish` writes this run's, from the progress file on --resume)
+            for name in (self.options.report_name, HTML_NAME):
+                (self.report_dir / name).unlink(missing_ok=True)
+            self._replacing = True
         saved = save_image(picture.with_pixels(protected), out, self.options.fmt, self.options.quality)
         row = {
             "source": picture.source,

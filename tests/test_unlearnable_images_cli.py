@@ -722,3 +722,31 @@ def test_context_images_need_labels_like_the_images_they_join(tmp_path):
         x, np.array(["a", "a", "b", "b"]), config=config, context=x[:2], context_labels=np.array(["a", "b"])
     )
     assert info["classes"] == ["a", "b"] and info["context_images"] == 2 and len(protected) == 4
+
+
+def test_a_killed_rerun_leaves_no_report_of_the_files_it_started_to_replace(tmp_path, monkeypatch):
+    from protect.batch import CopyJob
+
+    src = _small(tmp_path / "src", ["a.png", "b.png", "c.png", "d.png"])
+    out, reports = tmp_path / "out", tmp_path / "out-report"
+    assert run([str(src), "--out", str(out), *FAST]).exit_code == 0
+    assert (reports / "protect-report.json").is_file() and (reports / "report.html").is_file()
+    refused = run([str(src), "--out", str(out), "--epsilon", "0.001", *FAST])
+    assert refused.exit_code == 2 and (reports / "protect-report.json").is_file()  # nothing replaced: kept
+    write = CopyJob.write
+
+    def killed_after_2(self, picture, protected, **extra):
+        if len(self.rows) == 2:
+            raise KeyboardInterrupt
+        return write(self, picture, protected, **extra)
+
+    monkeypatch.setattr(CopyJob, "write", killed_after_2)
+    monkeypatch.setattr(
+        CopyJob, "finish", lambda self: 1
+    )  # killed (SIGKILL): no report is written at the end
+    assert run([str(src), "--out", str(out), "--seed", "5", *FAST]).exit_code != 0
+    assert not (reports / "protect-report.json").exists() and not (reports / "report.html").exists()
+    monkeypatch.undo()
+    assert run([str(src), "--out", str(out), "--seed", "5", "--resume", *FAST]).exit_code == 0
+    report = json.loads((reports / "protect-report.json").read_text())
+    assert len(report["images"]) == 4 and report["settings"]["seed"] == 5
