@@ -662,28 +662,33 @@ def test_a_run_that_fails_after_skipping_files_still_names_them(tmp_path, caplog
     assert any("bad0.png" in m for m in warned) and any("bad1.png" in m for m in warned), warned
 
 
+def _interrupt_after(monkeypatch, copies: int) -> None:
+    """Make the next run stop (Ctrl-C) once it has saved `copies` protected copies."""
+    from protect.batch import CopyJob
+
+    write = CopyJob.write
+
+    def interrupted(self, picture, protected, **extra):
+        if len(self.rows) == copies:
+            raise KeyboardInterrupt
+        return write(self, picture, protected, **extra)
+
+    monkeypatch.setattr(CopyJob, "write", interrupted)
+
+
 def test_a_resumed_run_protects_its_last_images_against_the_copies_already_saved(tmp_path, monkeypatch):
     """Killed after 22 of 24 copies, a resume used to optimise the last 2 alone: one image per class has no Bayes
     error to raise, so they were saved unchanged while the run said "protected 24". The saved copies now take
     part as fixed context. (With 8 images per class and 4 steps, a one-thread run can still find no gradient:
     the toy set is then too small, as in an uninterrupted run.)"""
-    from protect.batch import CopyJob
-
     names = [f"{c}/{i}.png" for c in ("cats", "dogs") for i in range(12)]
     src = _small(tmp_path / "src", names, size=(16, 16))
     out = tmp_path / "out"
     args = [str(src), "--out", str(out), "--steps", "4", "--resolution", "16", "--device", "cpu"]
-    write = CopyJob.write
-
-    def killed_after_22(self, picture, protected, **extra):
-        if len(self.rows) == 22:
-            raise KeyboardInterrupt
-        return write(self, picture, protected, **extra)
-
-    monkeypatch.setattr(CopyJob, "write", killed_after_22)
+    _interrupt_after(monkeypatch, 22)
     assert run(args).exit_code != 0  # Click turns the interrupt into "Aborted!"
     assert len(list(out.rglob("*.png"))) == 22
-    monkeypatch.setattr(CopyJob, "write", write)
+    monkeypatch.undo()
     res = run([*args, "--resume"])
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "out-report" / "protect-report.json").read_text())
@@ -733,17 +738,8 @@ def test_a_killed_rerun_leaves_no_report_of_the_files_it_started_to_replace(tmp_
     assert (reports / "protect-report.json").is_file() and (reports / "report.html").is_file()
     refused = run([str(src), "--out", str(out), "--epsilon", "0.001", *FAST])
     assert refused.exit_code == 2 and (reports / "protect-report.json").is_file()  # nothing replaced: kept
-    write = CopyJob.write
-
-    def killed_after_2(self, picture, protected, **extra):
-        if len(self.rows) == 2:
-            raise KeyboardInterrupt
-        return write(self, picture, protected, **extra)
-
-    monkeypatch.setattr(CopyJob, "write", killed_after_2)
-    monkeypatch.setattr(
-        CopyJob, "finish", lambda self: 1
-    )  # killed (SIGKILL): no report is written at the end
+    _interrupt_after(monkeypatch, 2)
+    monkeypatch.setattr(CopyJob, "finish", lambda self: 1)  # SIGKILL: no report is written at the end
     assert run([str(src), "--out", str(out), "--seed", "5", *FAST]).exit_code != 0
     assert not (reports / "protect-report.json").exists() and not (reports / "report.html").exists()
     monkeypatch.undo()
