@@ -86,6 +86,7 @@ class CopyJob:
     _sweep: bool = False  # remove a killed run's temporary files once the outputs are planned
     _made_reports: bool = False  # this job created the report folder
     _replacing: bool = False  # this run has started writing outputs (the earlier reports are gone)
+    _parts: list[dict[str, Any]] = field(default_factory=list)  # `record_run` entries of the interrupted run
 
     def __post_init__(self) -> None:
         self.src, self.dst = Path(self.src), Path(self.dst)
@@ -116,7 +117,7 @@ class CopyJob:
             if not self.options.resume:
                 (self.report_dir / PROGRESS_NAME).unlink(missing_ok=True)
             if self.options.resume:
-                self._recorded, self.rows = self._read_progress()
+                self._recorded, self.rows, self._parts = self._read_progress()
         except OSError as e:
             self._release()  # a refused or failed start must not keep the folder locked
             raise ConfigError(f"cannot write to {self.report_dir}: {e.strerror or e}") from e
@@ -217,6 +218,9 @@ class CopyJob:
                 continue
             todo.append(p)
         lines = [json.dumps({"run": self._run_key()}, default=jsonable)]
+        lines += [json.dumps({"part": p}, default=jsonable) for p in self._parts]
+        if self._parts:
+            self.settings["runs"] = list(self._parts)  # the interrupted run's parts, then this run's
         atomic_write_text(
             self.report_dir / PROGRESS_NAME, "\n".join(lines + [json.dumps(r) for r in self.rows]) + "\n"
         )
@@ -334,6 +338,17 @@ class CopyJob:
             and os.path.realpath(p) not in ours
         ]
 
+    def record_run(self, info: dict[str, Any]) -> None:
+        """Add one part of the work (an optimisation chunk's details) to the report's `runs`, and to the progress
+        file, so a resumed run's report still describes the parts an interrupted run did."""
+        self.settings.setdefault("runs", []).append(info)
+        self._append_progress({"part": info})
+
+    def _append_progress(self, entry: dict[str, Any]) -> None:
+        with open(self.report_dir / PROGRESS_NAME, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry, default=jsonable) + "\n")
+            fh.flush()
+
     def _record(
         self, row: dict[str, Any], before: np.ndarray, after: np.ndarray, progress: bool = True
     ) -> None:
@@ -341,9 +356,7 @@ class CopyJob:
         if len(self._thumbs) < HTML_ROWS:
             self._thumbs.append((row, before, after))
         if progress:
-            with open(self.report_dir / PROGRESS_NAME, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(row) + "\n")
-                fh.flush()
+            self._append_progress(row)
 
     def _plan(self, files: list[Path] | None = None) -> dict[str, Path]:
         """Output path of every source file (by its path relative to SRC), collisions resolved up front; `files`
@@ -383,12 +396,12 @@ class CopyJob:
                 "or run without --resume to start again"
             )
 
-    def _read_progress(self) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-        """The recorded run settings and finished rows (the last row per file wins)."""
+    def _read_progress(self) -> tuple[dict[str, Any] | None, list[dict[str, Any]], list[dict[str, Any]]]:
+        """The recorded run settings, finished rows (the last row per file wins) and `record_run` parts."""
         path = self.report_dir / PROGRESS_NAME
         if not path.exists():
-            return None, []
-        recorded, rows = None, {}
+            return None, [], []
+        recorded, rows, parts = None, {}, []
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
                 row = json.loads(line)
@@ -398,7 +411,9 @@ class CopyJob:
                 recorded = row["run"]
             elif isinstance(row, dict) and "file" in row:
                 rows[row["file"]] = row
-        return recorded, list(rows.values())
+            elif isinstance(row, dict) and isinstance(row.get("part"), dict):
+                parts.append(row["part"])
+        return recorded, list(rows.values()), parts
 
 
 def writable(folder: Path) -> None:

@@ -695,7 +695,8 @@ def test_a_resumed_run_protects_its_last_images_against_the_copies_already_saved
     assert len(report["images"]) == 24
     changed = [r for r in report["images"] if not r.get("unchanged")]
     assert len(changed) == 24 and min(r["linf"] for r in report["images"]) > 0
-    assert report["settings"]["runs"][-1]["context_images"] == 22
+    # the report describes both parts: the interrupted run's optimisation and the resumed one's
+    assert [r["context_images"] for r in report["settings"]["runs"]] == [0, 22]
 
 
 def test_a_killed_runs_temporary_for_another_format_is_listed_not_published_silently(tmp_path):

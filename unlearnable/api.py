@@ -250,7 +250,7 @@ def _protect_job(job: CopyJob, config: ProtectConfig, callback: Callback | None)
             context=[p.pixels for p in context],
             context_labels=[p.label for p in context],
         )
-        job.settings.setdefault("runs", []).append(
+        job.record_run(
             {k: v for k, v in info.items() if k != "history"}
             | {"final": info["history"][-1] if info["history"] else None}
         )
