@@ -52,6 +52,11 @@ def atomic_path(dest: str | os.PathLike[str], *, private: bool = False) -> Itera
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, dest)
+    except OSError as e:
+        if e.filename is not None or e.errno is None:
+            raise
+        # a write error (full disk, file-size limit) names no file: say which one could not be written
+        raise OSError(e.errno, e.strerror, str(dest)) from e
     finally:
         tmp_path.unlink(missing_ok=True)
 

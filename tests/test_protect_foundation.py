@@ -1,5 +1,6 @@
 """Shared plumbing: atomic writes, destination checks, .npz validation, the CLI root."""
 
+import errno
 import os
 import subprocess
 import sys
@@ -13,6 +14,16 @@ from protect.cli import cli
 from protect.errors import ConfigError
 from protect.imageio import check_destination, load_npz, plan_outputs
 from protect.paths import atomic_path, atomic_write_text, remove_temp_leftovers
+
+
+def test_a_write_error_without_a_file_name_names_the_destination(tmp_path):
+    """A full disk or a file-size limit fails in write(), whose OSError names no file: the one error line the
+    CLI prints ("File too large") should say which file could not be written."""
+    target = tmp_path / "out.png"
+    with pytest.raises(OSError, match="File too large") as caught, atomic_path(target):
+        raise OSError(errno.EFBIG, "File too large")
+    assert caught.value.filename == str(target) and caught.value.errno == errno.EFBIG
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_atomic_write_keeps_old_file_when_the_block_fails(tmp_path):
