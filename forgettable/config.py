@@ -19,14 +19,14 @@ _COUNTS = ("image_size", "channels", "patch_size", "dim", "depth", "heads", "lor
 _RATIOS = ("mlp_ratio", "lora_alpha")
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     """A finite int or float (JSON may hold NaN and Infinity; bool is an int to Python, not to us)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _numbers(value: Any, what: str, channels: int, *, positive: bool = False) -> list[float]:
     """`value` as `channels` floats (a hand-edited config.json may hold anything)."""
-    ok = isinstance(value, list | tuple) and len(value) == channels and all(_is_number(v) for v in value)
+    ok = isinstance(value, list | tuple) and len(value) == channels and all(is_number(v) for v in value)
     if not ok or (positive and min(value) <= 0):
         need = "positive numbers" if positive else "numbers"
         raise ConfigError(f"{what} needs {channels} {need} (one per channel), got {value!r}")
@@ -73,7 +73,7 @@ class ForgettableConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{key} must be a positive integer, got {value!r}")
         for key in _RATIOS:
-            if not _is_number(getattr(self, key)) or getattr(self, key) <= 0:
+            if not is_number(getattr(self, key)) or getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be a positive number, got {getattr(self, key)!r}")
         if not isinstance(self.class_names, list) or not all(isinstance(c, str) for c in self.class_names):
             raise ConfigError(f"class_names must be a list of names, got {self.class_names!r}")

@@ -238,9 +238,8 @@ class PreForgettableModel(nn.Module):
 
         meta, weights, optimizer = read_checkpoint(directory)
         config = ForgettableConfig.from_meta(meta, directory)
-        Recipe.stored(
-            meta.get("recipe", {}), Path(directory) / "config.json"
-        )  # checked once, for every reader
+        # the recipe is checked here, once for every reader (info, predict, forget, audit)
+        Recipe.stored(meta.get("recipe", {}), Path(directory) / "config.json")
         try:
             model = cls(config)
             model.load_state_dict(weights)

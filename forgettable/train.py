@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from forgettable.backbones import resolve_architecture
-from forgettable.config import ForgettableConfig
+from forgettable.config import ForgettableConfig, is_number
 from forgettable.data import LabeledImages, split_holdout
 from forgettable.model import PreForgettableModel
 from protect.devices import resolve_device, seeded_generator
@@ -70,10 +70,7 @@ class Recipe:
             if isinstance(default, bool | str):
                 ok = type(value) is type(default)
             else:
-                number = (
-                    isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-                )
-                ok = number and (isinstance(default, float) or isinstance(value, int))
+                ok = is_number(value) and (isinstance(default, float) or isinstance(value, int))
             if not ok:
                 raise IntegrityError(
                     f"{where}: training recipe {key} = {value!r} is not a {type(default).__name__}"

@@ -327,16 +327,13 @@ class CopyJob:
             return []
         plan = self._plan()
         ours = {os.path.realpath(plan[r["file"]]) for r in self.rows if r.get("file") in plan}
-        return [
-            p.relative_to(self.dst).as_posix()
-            for p in sorted(self.dst.rglob("*"))
-            if p.is_file()
-            and (
-                not is_hidden(p.relative_to(self.dst))
-                or (is_temp_leftover(p) and not is_hidden(p.relative_to(self.dst).parent))
-            )
-            and os.path.realpath(p) not in ours
-        ]
+        foreign = []
+        for p in sorted(self.dst.rglob("*")):
+            rel = p.relative_to(self.dst)
+            shown = not is_hidden(rel) or (is_temp_leftover(p) and not is_hidden(rel.parent))
+            if shown and p.is_file() and os.path.realpath(p) not in ours:
+                foreign.append(rel.as_posix())
+        return foreign
 
     def record_run(self, info: dict[str, Any]) -> None:
         """Add one part of the work (an optimisation chunk's details) to the report's `runs`, and to the progress
