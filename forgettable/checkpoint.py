@@ -26,6 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 
 from protect.errors import ConfigError, IntegrityError
+from protect.paths import naming_errors
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -116,9 +117,10 @@ def write_checkpoint(
     tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        for name, blob in blobs.items():
-            _write(tmp / name, blob)
-        _fsync_all([tmp / name for name in blobs] + [tmp])
+        with naming_errors(dest):
+            for name, blob in blobs.items():
+                _write(tmp / name, blob)
+            _fsync_all([tmp / name for name in blobs] + [tmp])
         if dest.exists():
             old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
             os.rename(dest, old)

@@ -88,6 +88,8 @@ def forget_checkpoint(
     With `out`, the original folder still holds the prompts: delete it too if the goal is erasure.
     Unknown class names raise `UnknownNameError` before anything is written; repeating a call changes nothing.
     """
+    from forgettable.train import Recipe  # train imports the model, which imports this module
+
     start = time.perf_counter()
     meta, weights, optimizer = read_checkpoint(model_dir)
     if out is not None and Path(out).exists():
@@ -95,6 +97,7 @@ def forget_checkpoint(
             raise ConfigError(f"{out} exists; choose a new --out (or leave it out to forget in place)")
         out = None  # the same folder: in place
     config = ForgettableConfig.from_meta(meta, model_dir)
+    Recipe.stored(meta.get("recipe", {}), Path(model_dir) / "config.json")  # not carried on if hand-broken
     stored = {int(k.split(".")[1]) for k in weights if k.startswith("prompts.")}
     if stored != set(config.present or []):
         raise IntegrityError(

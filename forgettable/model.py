@@ -238,7 +238,7 @@ class PreForgettableModel(nn.Module):
 
         meta, weights, optimizer = read_checkpoint(directory)
         config = ForgettableConfig.from_meta(meta, directory)
-        # the recipe is checked here, once for every reader (info, predict, forget, audit)
+        # the recipe is checked for every reader (info, predict, audit; `forget_checkpoint` checks its own)
         Recipe.stored(meta.get("recipe", {}), Path(directory) / "config.json")
         try:
             model = cls(config)

@@ -48,17 +48,28 @@ def atomic_path(dest: str | os.PathLike[str], *, private: bool = False) -> Itera
         except FileExistsError:
             continue
     try:
-        yield tmp_path
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp_path, dest)
+        with naming_errors(dest):
+            yield tmp_path
+            with open(tmp_path, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp_path, dest)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def naming_errors(dest: str | os.PathLike[str]) -> Iterator[None]:
+    """Re-raise an `OSError` that names no file as one that names `dest`.
+
+    A write error (full disk, file-size limit) carries only its errno, so the CLI's one line would not say
+    which file could not be written.
+    """
+    try:
+        yield
     except OSError as e:
         if e.filename is not None or e.errno is None:
             raise
-        # a write error (full disk, file-size limit) names no file: say which one could not be written
         raise OSError(e.errno, e.strerror, str(dest)) from e
-    finally:
-        tmp_path.unlink(missing_ok=True)
 
 
 _TEMP_NAME = re.compile(r"\.(?P<dest>.+)\.[0-9a-f]{8}\.tmp(\.[^.]+)?")
