@@ -87,6 +87,7 @@ class CopyJob:
     _made_reports: bool = False  # this job created the report folder
     _replacing: bool = False  # this run has started writing outputs (the earlier reports are gone)
     _parts: list[dict[str, Any]] = field(default_factory=list)  # `record_run` entries of the interrupted run
+    _skipped_sources: set[str] = field(default_factory=set)  # `skipped`'s sources: a skip is one lookup
 
     def __post_init__(self) -> None:
         self.src, self.dst = Path(self.src), Path(self.dst)
@@ -244,8 +245,9 @@ class CopyJob:
     def skip(self, path: Path | str, reason: str) -> None:
         """Record `path` as left out, once (a file can fail two checks). INFO, not WARNING: the commands list the
         skips in their summary, the report holds them for API callers, and a failing run warns of them."""
-        if str(path) in {s["source"] for s in self.skipped}:
+        if str(path) in self._skipped_sources:
             return
+        self._skipped_sources.add(str(path))
         log.info("skipped %s: %s", path, reason)
         self.skipped.append({"source": str(path), "reason": reason})
 
