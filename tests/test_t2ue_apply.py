@@ -76,6 +76,23 @@ def test_apply_never_touches_originals(photos, tmp_path):
     assert _digest(photos) == before
 
 
+def test_noise_file_is_float16_and_never_grows_a_value(tmp_path):
+    rng = np.random.default_rng(4)
+    delta = rng.uniform(-8 / 255, 8 / 255, (4, 16, 16, 3)).astype(np.float32)
+    delta[0, 0, 0] = [8 / 255, -8 / 255, 0.0]  # the bound itself must survive the rounding
+    NoiseSet(delta=delta, captions=list("abcd")).save(tmp_path / "n.npz")
+    with np.load(tmp_path / "n.npz") as d:
+        assert d["delta"].dtype == np.float16
+    loaded = NoiseSet.load(tmp_path / "n.npz").delta
+    assert loaded.dtype == np.float32 and (np.abs(loaded) <= np.abs(delta)).all()
+    assert np.abs(loaded - delta).max() * 255 < 0.008  # of one 8-bit level
+    pixels = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    moved = np.stack([add_noise(pixels, a, 8 / 255).astype(int) for a in delta])
+    moved -= np.stack([add_noise(pixels, b, 8 / 255).astype(int) for b in loaded])
+    # a pixel changes only where float32 sat within 0.008 of the half between two levels, and by one level
+    assert np.abs(moved).max() <= 1 and np.count_nonzero(moved) < 0.02 * moved.size
+
+
 def test_classwise_noise_by_label_on_npz(tmp_path):
     rng = np.random.default_rng(3)
     x = rng.integers(0, 256, (6, 8, 8, 3), dtype=np.uint8)
