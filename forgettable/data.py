@@ -59,20 +59,9 @@ def load_labeled(path: str | Path, *, image_size: int | None = None) -> LabeledI
     path = Path(path)
     if path.suffix == ".npz":
         data = load_npz(path)
-        if data.labels is None:
-            raise ConfigError(f"{path} has no labels 'y'")
-        names = data.extras.get("classes", data.extras.get("class_names"))
-        if not np.issubdtype(data.labels.dtype, np.integer):  # 0.5 would be cut to 0, b"1" read as 1...
-            raise ConfigError(
-                f"{path}: labels 'y' must be integers 0..K-1 (class names go in 'classes'), got {data.labels.dtype}"
-            )
-        if names is not None and names.ndim != 1:
-            raise ConfigError(f"{path}: 'classes' must be a list of names, got shape {tuple(names.shape)}")
-        y = data.labels.astype(np.int64)
-        labels = [str(n) for n in names] if names is not None else [str(i) for i in range(int(y.max()) + 1)]
-        if y.min() < 0 or y.max() >= len(labels):
-            raise ConfigError(f"{path}: labels must lie in 0..{len(labels) - 1}")
-        return LabeledImages(data.x, y, labels)
+        names = data.texts("classes", "class_names")
+        y = data.class_ids(None if names is None else len(names))
+        return LabeledImages(data.x, y, names or [str(i) for i in range(int(y.max()) + 1)])
     if not path.is_dir():
         raise ConfigError(f"{path} is neither an .npz nor a folder of class sub-folders")
     found = find_images(path)

@@ -328,11 +328,40 @@ class ArrayDataset:
     x: np.ndarray
     y: np.ndarray | None = None  # (N,) or Keras' (N, 1), saved back as it came
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+    source: str = "the .npz"  # named in errors
 
     @property
     def labels(self) -> np.ndarray | None:
         """One label per image, shape (N,)."""
         return None if self.y is None else self.y.reshape(-1)
+
+    def texts(self, *keys: str) -> list[str] | None:
+        """The first of the extra arrays `keys` (class names, captions) as a list of texts, None if absent; one
+        ConfigError unless it is a 1-D array (a lone string would iterate as nothing, or letter by letter)."""
+        key = next((k for k in keys if k in self.extras), None)
+        if key is None:
+            return None
+        values = self.extras[key]
+        if values.ndim != 1:
+            raise ConfigError(
+                f"{self.source}: '{key}' must be a list of texts, got shape {tuple(values.shape)}"
+            )
+        return [str(v) for v in values]
+
+    def class_ids(self, n_classes: int | None = None) -> np.ndarray:
+        """The labels as int64 class indexes, each in 0..n_classes-1 (or >= 0), or one ConfigError (a float label
+        would be cut, b"1" read as 1, a bool taken for a mask, a large one index past the end)."""
+        y = self.labels
+        if y is None:
+            raise ConfigError(f"{self.source} has no labels 'y'")
+        if not np.issubdtype(y.dtype, np.integer):
+            raise ConfigError(
+                f"{self.source}: labels 'y' must be integers 0..K-1 (class names go in 'classes'), got {y.dtype}"
+            )
+        if y.min() < 0 or (n_classes is not None and y.max() >= n_classes):
+            top = "" if n_classes is None else n_classes - 1
+            raise ConfigError(f"{self.source}: labels must lie in 0..{top}, found {y.min()}..{y.max()}")
+        return y.astype(np.int64)
 
 
 def npz_arrays(path: str | Path) -> dict[str, np.ndarray]:
@@ -342,7 +371,10 @@ def npz_arrays(path: str | Path) -> dict[str, np.ndarray]:
     if not isinstance(data, np.lib.npyio.NpzFile):
         raise ValueError("it holds a single .npy array, not an .npz archive of named arrays (np.savez)")
     with data:
-        return {k: data[k] for k in data.files}
+        try:
+            return {k: data[k] for k in data.files}
+        except MemoryError as e:  # a header that claims more than memory holds (or a dataset that does)
+            raise ValueError(f"its arrays do not fit in memory ({e})") from e
 
 
 def load_npz(path: str | Path) -> ArrayDataset:
@@ -364,7 +396,7 @@ def load_npz(path: str | Path) -> ArrayDataset:
             f"{path}: 'y' must hold one label per image, shape ({len(x)},) or ({len(x)}, 1); got shape "
             f"{tuple(y.shape)}"
         )
-    return ArrayDataset(x=x, y=y, extras=arrays)
+    return ArrayDataset(x=x, y=y, extras=arrays, source=str(path))
 
 
 def save_npz(path: str | Path, dataset: ArrayDataset) -> None:

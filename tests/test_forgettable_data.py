@@ -43,7 +43,7 @@ def test_npz_names_and_bad_inputs(tmp_path):
         with pytest.raises(ConfigError, match="labels 'y' must be integers"):
             load_labeled(tmp_path / "odd.npz")
     np.savez(tmp_path / "odd.npz", x=x, y=np.array([0, 1]), classes=np.array("ab"))
-    with pytest.raises(ConfigError, match="'classes' must be a list of names"):
+    with pytest.raises(ConfigError, match="'classes' must be a list of texts"):
         load_labeled(tmp_path / "odd.npz")
     np.savez(tmp_path / "keras.npz", x=x, y=np.array([[0], [1]]), classes=np.array(["a", "b"]))
     assert load_labeled(tmp_path / "keras.npz").y.tolist() == [0, 1]

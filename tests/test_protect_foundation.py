@@ -1,9 +1,11 @@
 """Shared plumbing: atomic writes, destination checks, .npz validation, the CLI root."""
 
 import errno
+import io
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import PurePosixPath
 
 import numpy as np
@@ -236,3 +238,15 @@ def test_unusable_arguments_are_one_line_and_a_bare_group_still_shows_its_help(t
     assert (
         "memory [OPTIONS] COMMAND" in res.output and "Commands:" in res.output and "Error" not in res.output
     )
+
+
+def test_an_npz_whose_header_claims_more_than_memory_is_one_clear_error(tmp_path):
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((2, 4, 4, 3), np.uint8))
+    old, claim = b"(2, 4, 4, 3), }", b"(1000000, 100000, 100000, 3), }"  # 30 PB; the header keeps its length
+    padded = old + b" " * (len(claim) - len(old))
+    assert padded in buf.getvalue()
+    with zipfile.ZipFile(tmp_path / "big.npz", "w") as z:  # a valid archive (CRC and all) with a lying header
+        z.writestr("x.npy", buf.getvalue().replace(padded, claim, 1))
+    with pytest.raises(ConfigError, match="do not fit in memory"):
+        load_npz(tmp_path / "big.npz")

@@ -111,6 +111,27 @@ def test_classwise_noise_by_label_on_npz(tmp_path):
     assert (diff[y == 1] == 0).all()
 
 
+@pytest.mark.parametrize(
+    ("y", "classes", "message"),
+    [
+        (np.array([0.0, 1.0, 2.5]), None, "labels 'y' must be integers"),
+        (np.array([True, False, True]), None, "labels 'y' must be integers"),
+        (np.array(["a", "b", "c"]), None, "labels 'y' must be integers"),
+        (np.array([0, 1, 99]), None, r"labels must lie in 0..2, found 0..99"),
+        (np.array([0, -1, 1]), None, r"labels must lie in 0..2"),
+        (np.array([0, 1, 1]), np.array(["a"]), r"labels must lie in 0..0"),
+        (np.array([0, 1, 1]), np.array("ab"), "'classes' must be a list of texts"),
+    ],
+)
+def test_classwise_noise_refuses_labels_it_cannot_look_up(tmp_path, y, classes, message):
+    extra = {} if classes is None else {"classes": classes}
+    np.savez(tmp_path / "data.npz", x=np.zeros((3, 8, 8, 3), np.uint8), y=y, **extra)
+    noise = NoiseSet(delta=np.zeros((3, 8, 8, 3), np.float32), captions=list("abc"), classes=list("abc"))
+    with pytest.raises(ConfigError, match=message):
+        apply_noise(noise, tmp_path / "data.npz", tmp_path / "prot.npz")
+    assert not (tmp_path / "prot.npz").exists()
+
+
 def test_captions_file_errors(tmp_path):
     bad = {
         "missing.csv": (b"file,text\na.png,a cat\n", "needs the column(s) caption"),

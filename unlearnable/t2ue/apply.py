@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from protect.batch import CopyJob, WriteOptions
 from protect.errors import ConfigError, IntegrityError
-from protect.imageio import find_images, npz_arrays
+from protect.imageio import ArrayDataset, find_images, npz_arrays
 from protect.paths import atomic_path
 from unlearnable.t2ue.data import clean_file_name
 
@@ -236,7 +236,7 @@ def write_protected(
     with job.released_on_error():
         if job.is_npz:
             data = job.load_dataset()
-            deltas = _npz_deltas(noise, data.labels, data.extras.get("classes"), len(data.x))
+            deltas = _npz_deltas(noise, data)
             job.write_dataset(
                 data, np.stack([add_noise(x, d, eps) for x, d in zip(data.x, deltas, strict=True)])
             )
@@ -291,20 +291,20 @@ def _by_file(noise: NoiseSet) -> dict[str, np.ndarray] | None:
     return dict(zip(names, noise.delta, strict=True))
 
 
-def _npz_deltas(noise: NoiseSet, y: np.ndarray | None, data_classes: np.ndarray | None, n: int) -> np.ndarray:
+def _npz_deltas(noise: NoiseSet, data: ArrayDataset) -> np.ndarray:
+    """One delta per image of `data`: in order, or by label for class-wise noise (`y` indexes the archive's own
+    `classes` when it has them, else the noise's)."""
     if noise.classes is None:
-        if len(noise.delta) != n:
-            raise ConfigError(f"{len(noise.delta)} noise entries for {n} images")
+        if len(noise.delta) != len(data.x):
+            raise ConfigError(f"{len(noise.delta)} noise entries for {len(data.x)} images")
         return noise.delta
-    if y is None:
+    if data.y is None:
         raise ConfigError("class-wise noise needs labels: the .npz has no 'y'")
-    if data_classes is not None:
-        names = [str(c) for c in data_classes]
-        unknown = sorted(set(names) - set(noise.classes))
-        if unknown:
-            raise ConfigError(f"no noise for class(es) {', '.join(unknown)}")
-        lookup = np.array([noise.classes.index(c) for c in names])
-        return noise.delta[lookup[y]]
-    if int(y.max()) >= len(noise.classes):
-        raise ConfigError(f"label {int(y.max())} has no noise ({len(noise.classes)} classes)")
-    return noise.delta[y]
+    names = data.texts("classes")
+    if names is None:
+        return noise.delta[data.class_ids(len(noise.classes))]
+    unknown = sorted(set(names) - set(noise.classes))
+    if unknown:
+        raise ConfigError(f"no noise for class(es) {', '.join(unknown)}")
+    lookup = np.array([noise.classes.index(c) for c in names])
+    return noise.delta[lookup[data.class_ids(len(names))]]

@@ -120,9 +120,9 @@ def load_pairs(source: str | Path, *, size: int) -> tuple[np.ndarray, list[str]]
     source = Path(source)
     if source.is_file() and source.suffix == ".npz":
         data = load_npz(source)
-        if "captions" not in data.extras:
+        captions = data.texts("captions")
+        if captions is None:
             raise ConfigError(f"{source} has no 'captions' array (N strings beside 'x')")
-        captions = [str(c) for c in data.extras["captions"]]
         if len(captions) != len(data.x):
             raise ConfigError(f"{source}: {len(captions)} captions for {len(data.x)} images")
         if data.x.shape[1:3] != (size, size):
