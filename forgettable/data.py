@@ -59,7 +59,7 @@ def load_labeled(path: str | Path, *, image_size: int | None = None) -> LabeledI
     path = Path(path)
     if path.suffix == ".npz":
         data = load_npz(path)
-        names = data.texts("classes", "class_names")
+        names = data.class_names()
         y = data.class_ids(None if names is None else len(names))
         return LabeledImages(data.x, y, names or [str(i) for i in range(int(y.max()) + 1)])
     if not path.is_dir():

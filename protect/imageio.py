@@ -346,7 +346,25 @@ class ArrayDataset:
             raise ConfigError(
                 f"{self.source}: '{key}' must be a list of texts, got shape {tuple(values.shape)}"
             )
+        if values.dtype.kind == "S":  # bytes (np.bytes_, Python 2 era files): str() would give "b'cat'"
+            try:
+                return [v.decode("utf-8") for v in values]
+            except UnicodeDecodeError as e:
+                raise ConfigError(f"{self.source}: '{key}' holds bytes that are not UTF-8 text") from e
+        if values.dtype.kind not in "Uiu":  # texts, or whole numbers used as names
+            raise ConfigError(f"{self.source}: '{key}' must hold texts, got {values.dtype}")
         return [str(v) for v in values]
+
+    def class_names(self) -> list[str] | None:
+        """`classes` (or `class_names`) as texts that can name a class: unique, not empty, on one line."""
+        names = self.texts("classes", "class_names")
+        for name in names or []:
+            if not name.strip() or not name.isprintable():
+                raise ConfigError(f"{self.source}: class name {name!r} is empty or holds control characters")
+        if names is not None and len(set(names)) < len(names):
+            dup = next(n for n in names if names.count(n) > 1)
+            raise ConfigError(f"{self.source}: class name {dup!r} appears more than once")
+        return names
 
     def class_ids(self, n_classes: int | None = None) -> np.ndarray:
         """The labels as int64 class indexes, each in 0..n_classes-1 (or >= 0), or one ConfigError (a float label
@@ -364,9 +382,19 @@ class ArrayDataset:
         return y.astype(np.int64)
 
 
+def _check_is_npz(path: str | Path) -> None:
+    with open(path, "rb") as fh:
+        if fh.read(6) == b"\x93NUMPY":
+            raise ValueError("it holds a single .npy array, not an .npz archive of named arrays (np.savez)")
+        if not zipfile.is_zipfile(fh):
+            raise ValueError("it is not an .npz archive (the zip of named arrays that np.savez writes)")
+
+
 def npz_arrays(path: str | Path) -> dict[str, np.ndarray]:
-    """Every array of an `.npz` (no pickles). A lone `.npy` saved under an `.npz` name is a ValueError like any
-    other unreadable file (np.load returns a bare array for it, which is not a context manager)."""
+    """Every array of an `.npz` (no pickles). A lone `.npy` saved under an `.npz` name, or a file that is no zip,
+    is a ValueError like any other unreadable file (for anything else np.load would try unpickling it, and say
+    so: advice to allow pickles for a file that holds none)."""
+    _check_is_npz(path)
     data = np.load(path, allow_pickle=False)
     if not isinstance(data, np.lib.npyio.NpzFile):
         raise ValueError("it holds a single .npy array, not an .npz archive of named arrays (np.savez)")
@@ -377,9 +405,37 @@ def npz_arrays(path: str | Path) -> dict[str, np.ndarray]:
             raise ValueError(f"its arrays do not fit in memory ({e})") from e
 
 
+def npz_shape(path: str | Path, name: str) -> tuple[int, ...] | None:
+    """The shape that array `name` of an `.npz` declares, read from its header without decompressing it; None if
+    absent (or in a header format this does not read: np.load then checks it)."""
+    _check_is_npz(path)
+    with zipfile.ZipFile(path) as archive:
+        if f"{name}.npy" not in archive.namelist():
+            return None
+        with archive.open(f"{name}.npy") as fh:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                return tuple(np.lib.format.read_array_header_1_0(fh)[0])
+            if version == (2, 0):
+                return tuple(np.lib.format.read_array_header_2_0(fh)[0])
+    return None
+
+
+def _check_npz_images(path: str | Path) -> None:
+    """Refuse images larger than a folder's may be (PIL's decompression-bomb limit) before decompressing them:
+    zeros compress 1000 to 1, so a 1 MB archive can hold 2 GB of pixels."""
+    shape, limit = npz_shape(path, "x"), 2 * (Image.MAX_IMAGE_PIXELS or 1 << 62)
+    if shape is not None and len(shape) == 4 and shape[1] * shape[2] > limit:
+        raise ValueError(
+            f"its images of {shape[2]}x{shape[1]} pixels are too large to process safely (the limit for image "
+            f"files too: {limit} pixels)"
+        )
+
+
 def load_npz(path: str | Path) -> ArrayDataset:
     """Read an `.npz` holding `x` (N,H,W,C uint8) and optional `y`; wrong shapes give one clear error."""
     try:
+        _check_npz_images(path)
         arrays = npz_arrays(path)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise ConfigError(f"cannot read {path} as .npz: {e}") from e

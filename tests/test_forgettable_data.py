@@ -45,6 +45,16 @@ def test_npz_names_and_bad_inputs(tmp_path):
     np.savez(tmp_path / "odd.npz", x=x, y=np.array([0, 1]), classes=np.array("ab"))
     with pytest.raises(ConfigError, match="'classes' must be a list of texts"):
         load_labeled(tmp_path / "odd.npz")
+    np.savez(tmp_path / "bytes.npz", x=x, y=np.array([0, 1]), classes=np.array([b"left", b"right"]))
+    assert load_labeled(tmp_path / "bytes.npz").class_names == ["left", "right"]  # not "b'left'"
+    for names, message in (
+        (["a", ""], "class name '' is empty"),
+        (["a", "b\nc"], r"class name 'b\\nc' is empty or holds control characters"),
+        (["a", "a"], "class name 'a' appears more than once"),
+    ):
+        np.savez(tmp_path / "odd.npz", x=x, y=np.array([0, 1]), classes=np.array(names))
+        with pytest.raises(ConfigError, match=message):
+            load_labeled(tmp_path / "odd.npz")
     np.savez(tmp_path / "keras.npz", x=x, y=np.array([[0], [1]]), classes=np.array(["a", "b"]))
     assert load_labeled(tmp_path / "keras.npz").y.tolist() == [0, 1]
     (tmp_path / "flat").mkdir()

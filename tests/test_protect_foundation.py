@@ -240,13 +240,36 @@ def test_unusable_arguments_are_one_line_and_a_bare_group_still_shows_its_help(t
     )
 
 
-def test_an_npz_whose_header_claims_more_than_memory_is_one_clear_error(tmp_path):
+def _npz_declaring(path, shape: bytes) -> None:
+    """An archive (CRC and all) whose 'x' header declares `shape` over 96 bytes of data."""
     buf = io.BytesIO()
     np.save(buf, np.zeros((2, 4, 4, 3), np.uint8))
-    old, claim = b"(2, 4, 4, 3), }", b"(1000000, 100000, 100000, 3), }"  # 30 PB; the header keeps its length
-    padded = old + b" " * (len(claim) - len(old))
+    old = b"(2, 4, 4, 3), }"
+    padded = old + b" " * (len(shape) + 3 - len(old))
     assert padded in buf.getvalue()
-    with zipfile.ZipFile(tmp_path / "big.npz", "w") as z:  # a valid archive (CRC and all) with a lying header
-        z.writestr("x.npy", buf.getvalue().replace(padded, claim, 1))
-    with pytest.raises(ConfigError, match="do not fit in memory"):
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("x.npy", buf.getvalue().replace(padded, shape + b", }", 1))
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        (b"(1000000000000, 4, 4, 3)", "do not fit in memory"),  # 48 TB of small images
+        (b"(2, 15000, 15000, 3)", "images of 15000x15000 pixels are too large"),  # a bomb: refused unread
+    ],
+)
+def test_an_npz_whose_header_claims_too_much_is_one_clear_error(tmp_path, shape, message):
+    _npz_declaring(tmp_path / "big.npz", shape)
+    with pytest.raises(ConfigError, match=message):
         load_npz(tmp_path / "big.npz")
+
+
+def test_files_that_are_no_npz_are_named_for_what_they_are(tmp_path):
+    (tmp_path / "text.npz").write_text("hello")
+    np.save(tmp_path / "one.npy", np.zeros(3))
+    (tmp_path / "one.npy").rename(tmp_path / "one.npz")
+    with pytest.raises(ConfigError, match="it is not an .npz archive") as e:
+        load_npz(tmp_path / "text.npz")
+    assert "pickle" not in str(e.value)
+    with pytest.raises(ConfigError, match="a single .npy array"):
+        load_npz(tmp_path / "one.npz")

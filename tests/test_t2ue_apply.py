@@ -132,6 +132,28 @@ def test_classwise_noise_refuses_labels_it_cannot_look_up(tmp_path, y, classes, 
     assert not (tmp_path / "prot.npz").exists()
 
 
+def test_captions_csv_with_any_line_ending(tmp_path):
+    for name, end in (("cr.csv", "\r"), ("crlf.csv", "\r\n"), ("lf.csv", "\n")):
+        (tmp_path / name).write_bytes(end.join(["file,caption", "a.png,a cat", 'b.png,"a dog"', ""]).encode())
+        table = read_captions(tmp_path / name, require_file=True)
+        assert (table.files, table.captions) == (["a.png", "b.png"], ["a cat", "a dog"]), name
+
+
+def test_caption_arrays_are_read_as_text(tmp_path):
+    from unlearnable.t2ue.data import load_pairs
+
+    x = np.zeros((2, 8, 8, 3), np.uint8)
+    np.savez(tmp_path / "bytes.npz", x=x, captions=np.array([b"a cat", b"a dog"]))
+    assert load_pairs(tmp_path / "bytes.npz", size=8)[1] == ["a cat", "a dog"]  # not "b'a cat'"
+    for captions, message in (
+        (np.array("one caption"), r"\(\)"),
+        (np.array([["a"], ["b"]]), r"\(2, 1\)"),
+    ):
+        np.savez(tmp_path / "odd.npz", x=x, captions=captions)
+        with pytest.raises(ConfigError, match="'captions' must be a list of texts, got shape " + message):
+            load_pairs(tmp_path / "odd.npz", size=8)
+
+
 def test_captions_file_errors(tmp_path):
     bad = {
         "missing.csv": (b"file,text\na.png,a cat\n", "needs the column(s) caption"),

@@ -300,11 +300,11 @@ def _npz_deltas(noise: NoiseSet, data: ArrayDataset) -> np.ndarray:
         return noise.delta
     if data.y is None:
         raise ConfigError("class-wise noise needs labels: the .npz has no 'y'")
-    names = data.texts("classes")
+    names = data.class_names()
     if names is None:
         return noise.delta[data.class_ids(len(noise.classes))]
     unknown = sorted(set(names) - set(noise.classes))
     if unknown:
-        raise ConfigError(f"no noise for class(es) {', '.join(unknown)}")
+        raise ConfigError(f"no noise for class(es) {', '.join(map(repr, unknown))}")
     lookup = np.array([noise.classes.index(c) for c in names])
     return noise.delta[lookup[data.class_ids(len(names))]]

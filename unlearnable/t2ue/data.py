@@ -44,7 +44,8 @@ def read_captions(path: str | Path, *, require_file: bool = False) -> CaptionTab
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path} is not UTF-8 text (byte {e.start}); save it as UTF-8 CSV") from None
     # strict: a quote opened and never closed is an error, not a caption that swallows the rest of the file
-    reader = csv.DictReader(io.StringIO(text), strict=True)
+    # newline="": rows may end in \n, \r\n or a lone \r (old Mac Excel exports), as open(newline="") reads them
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
     try:
         fields = [f.strip().lower() for f in (reader.fieldnames or [])]
     except csv.Error as e:
