@@ -26,8 +26,8 @@ class IntegrityError(ProtectError):
     """A file (checkpoint, database, report) is corrupt, truncated or inconsistent."""
 
 
-class UnreadableImageError(ProtectError):
-    """An image file cannot be decoded."""
+class UnreadableImageError(ConfigError):
+    """An image file cannot be decoded: an input the user can fix, so where it stops a command, it exits 2."""
 
 
 class OfflineError(ProtectError):
