@@ -15,6 +15,7 @@ import click
 from forgettable.config import TUNINGS
 from protect.cli_options import device_options
 from protect.errors import ConfigError, UnreadableImageError
+from protect.paths import writable
 
 if TYPE_CHECKING:
     from forgettable.audit import AuditReport
@@ -118,6 +119,7 @@ def train(
 
     if Path(out).exists() and not overwrite:
         raise ConfigError(f"{out} exists; pass --overwrite to replace it (with its forgetting log)")
+    writable(Path(out).parent)  # before training, not after it
     start = time.perf_counter()
     dataset = load_labeled(data)
     backbone_state, arch = None, None

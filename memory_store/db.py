@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from protect.errors import ConfigError, IntegrityError
+from protect.paths import writable
 
 # 2: contextual index (`memories.context`, see memory_store.context); 3: `memories.words` (the length prior)
 SCHEMA_VERSION = 3
@@ -154,6 +155,8 @@ def create_private(path: Path) -> None:
     Memories are private: SQLite would create the file with the umask's mode (usually world-readable 0644), and it
     gives the -wal and -shm files the mode of the database file, so this one mode covers all three.
     """
+    if not path.exists():
+        writable(path.parent)  # a parent that is a file or read-only: one ConfigError, not an OSError
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))

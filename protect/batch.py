@@ -11,7 +11,6 @@ import contextlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +38,7 @@ from protect.imageio import (
     save_npz,
 )
 from protect.metrics import perturbation_kept, quality_row
-from protect.paths import atomic_write_text, is_temp_leftover, remove_temp_leftovers
+from protect.paths import atomic_write_text, is_temp_leftover, remove_temp_leftovers, writable
 from protect.report import HTML_NAME, REPORT_NAME, jsonable, write_html_report, write_json_report
 
 log = logging.getLogger(__name__)
@@ -91,6 +90,7 @@ class CopyJob:
 
     def __post_init__(self) -> None:
         self.src, self.dst = Path(self.src), Path(self.dst)
+        self._skipped_sources = {s["source"] for s in self.skipped}
         check_destination(self.src, self.dst)
         if self.is_npz and self.dst.suffix != ".npz":
             raise ConfigError(f"an .npz source needs an .npz --out, got {self.dst}")
@@ -413,18 +413,6 @@ class CopyJob:
             elif isinstance(row, dict) and isinstance(row.get("part"), dict):
                 parts.append(row["part"])
         return recorded, list(rows.values()), parts
-
-
-def writable(folder: Path) -> None:
-    """Check that files can be made in `folder`, or in the nearest existing folder above it, where it will be
-    made (permissions, a read-only mount), without creating anything: a refused run leaves no output behind."""
-    probe = folder.absolute()
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    try:
-        tempfile.TemporaryFile(dir=probe).close()
-    except OSError as e:
-        raise ConfigError(f"cannot write to {folder}: {e.strerror or e}") from e
 
 
 _HELD: dict[str, list[int]] = {}  # locked folder -> [descriptor, jobs of this process using it]

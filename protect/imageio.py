@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
+import unicodedata
 import zipfile
 from collections import Counter
 from collections.abc import Iterable
@@ -342,6 +344,8 @@ class ArrayDataset:
         if key is None:
             return None
         values = self.extras[key]
+        if values.ndim == 2 and values.shape[1] == 1:  # (N, 1), as labels may be
+            values = values.reshape(-1)
         if values.ndim != 1:
             raise ConfigError(
                 f"{self.source}: '{key}' must be a list of texts, got shape {tuple(values.shape)}"
@@ -356,19 +360,21 @@ class ArrayDataset:
         return [str(v) for v in values]
 
     def class_names(self) -> list[str] | None:
-        """`classes` (or `class_names`) as texts that can name a class: unique, not empty, on one line."""
+        """`classes` (or `class_names`) as texts that can name a class: unique, not blank, on one line (no control
+        or line-separator characters; other invisible ones, such as a no-break space or a joiner, are text)."""
         names = self.texts("classes", "class_names")
         for name in names or []:
-            if not name.strip() or not name.isprintable():
-                raise ConfigError(f"{self.source}: class name {name!r} is empty or holds control characters")
+            if not name.strip() or any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
+                raise ConfigError(f"{self.source}: class name {name!r} is blank or holds a control character")
         if names is not None and len(set(names)) < len(names):
             dup = next(n for n in names if names.count(n) > 1)
             raise ConfigError(f"{self.source}: class name {dup!r} appears more than once")
         return names
 
     def class_ids(self, n_classes: int | None = None) -> np.ndarray:
-        """The labels as int64 class indexes, each in 0..n_classes-1 (or >= 0), or one ConfigError (a float label
-        would be cut, b"1" read as 1, a bool taken for a mask, a large one index past the end)."""
+        """The labels as int64 class indexes, each in 0..n_classes-1 (or, unnamed, below `MAX_CLASS_ID`), or one
+        ConfigError (a float label would be cut, b"1" read as 1, a bool taken for a mask, a large one index past
+        the end, a uint64 one wrap to a negative int64)."""
         y = self.labels
         if y is None:
             raise ConfigError(f"{self.source} has no labels 'y'")
@@ -376,49 +382,94 @@ class ArrayDataset:
             raise ConfigError(
                 f"{self.source}: labels 'y' must be integers 0..K-1 (class names go in 'classes'), got {y.dtype}"
             )
-        if y.min() < 0 or (n_classes is not None and y.max() >= n_classes):
-            top = "" if n_classes is None else n_classes - 1
-            raise ConfigError(f"{self.source}: labels must lie in 0..{top}, found {y.min()}..{y.max()}")
+        if n_classes == 0:
+            raise ConfigError(f"{self.source}: the list of class names is empty")
+        lo, hi = int(y.min()), int(y.max())  # Python ints: exact for every integer dtype
+        top = MAX_CLASS_ID if n_classes is None else n_classes - 1
+        if lo < 0 or hi > top:
+            named = "" if n_classes is None else f" for {n_classes} class names"
+            raise ConfigError(f"{self.source}: labels must lie in 0..{top}, found {lo}..{hi}{named}")
         return y.astype(np.int64)
+
+
+MAX_CLASS_ID = (
+    1 << 20
+) - 1  # unnamed classes are named by their ids: a label of 2**40 would ask for 10**12 names
 
 
 def _check_is_npz(path: str | Path) -> None:
     with open(path, "rb") as fh:
-        if fh.read(6) == b"\x93NUMPY":
+        magic = fh.read(6)
+        if magic == b"\x93NUMPY":
             raise ValueError("it holds a single .npy array, not an .npz archive of named arrays (np.savez)")
         if not zipfile.is_zipfile(fh):
+            if magic.startswith(b"PK"):
+                raise ValueError("it is a damaged or truncated zip (an interrupted download or copy?)")
             raise ValueError("it is not an .npz archive (the zip of named arrays that np.savez writes)")
 
 
 def npz_arrays(path: str | Path) -> dict[str, np.ndarray]:
     """Every array of an `.npz` (no pickles). A lone `.npy` saved under an `.npz` name, or a file that is no zip,
     is a ValueError like any other unreadable file (for anything else np.load would try unpickling it, and say
-    so: advice to allow pickles for a file that holds none)."""
+    so: advice to allow pickles for a file that holds none). So are arrays whose headers declare more bytes than
+    the machine has memory, refused before reading: a compressed archive of zeros can be 1000 times smaller."""
     _check_is_npz(path)
+    declared, memory = _declared_bytes(path), _physical_memory()
+    if memory and declared > memory:
+        raise ValueError(
+            f"its arrays hold {declared / 2**30:.1f} GiB, more than this machine's {memory / 2**30:.1f}"
+        )
     data = np.load(path, allow_pickle=False)
     if not isinstance(data, np.lib.npyio.NpzFile):
         raise ValueError("it holds a single .npy array, not an .npz archive of named arrays (np.savez)")
     with data:
         try:
             return {k: data[k] for k in data.files}
-        except MemoryError as e:  # a header that claims more than memory holds (or a dataset that does)
+        except MemoryError as e:  # more than is free now
             raise ValueError(f"its arrays do not fit in memory ({e})") from e
+        except (RuntimeError, NotImplementedError) as e:  # an encrypted member, an unknown compression method
+            raise ValueError(f"its zip cannot be read ({e})") from e
+
+
+def _npy_header(archive: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...], np.dtype] | None:
+    """(shape, dtype) that an archive member declares, from its header alone; None in a header format that this
+    does not read (np.load then checks it)."""
+    with archive.open(member) as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            return None
+    return tuple(shape), dtype
+
+
+def _declared_bytes(path: str | Path) -> int:
+    total = 0
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.namelist():
+            if member.endswith(".npy") and (header := _npy_header(archive, member)):
+                total += math.prod(header[0]) * header[1].itemsize
+    return total
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not POSIX: np.load's MemoryError is the check
+        return None
 
 
 def npz_shape(path: str | Path, name: str) -> tuple[int, ...] | None:
     """The shape that array `name` of an `.npz` declares, read from its header without decompressing it; None if
-    absent (or in a header format this does not read: np.load then checks it)."""
+    absent (or in a header format this does not read)."""
     _check_is_npz(path)
     with zipfile.ZipFile(path) as archive:
         if f"{name}.npy" not in archive.namelist():
             return None
-        with archive.open(f"{name}.npy") as fh:
-            version = np.lib.format.read_magic(fh)
-            if version == (1, 0):
-                return tuple(np.lib.format.read_array_header_1_0(fh)[0])
-            if version == (2, 0):
-                return tuple(np.lib.format.read_array_header_2_0(fh)[0])
-    return None
+        header = _npy_header(archive, f"{name}.npy")
+    return None if header is None else header[0]
 
 
 def _check_npz_images(path: str | Path) -> None:

@@ -7,6 +7,7 @@ import hashlib
 import os
 import re
 import secrets
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -127,3 +128,15 @@ def atomic_write_bytes(dest: str | os.PathLike[str], data: bytes) -> None:
 def atomic_write_text(dest: str | os.PathLike[str], text: str) -> None:
     """Write UTF-8 `text` to `dest` atomically."""
     atomic_write_bytes(dest, text.encode("utf-8"))
+
+
+def writable(folder: str | os.PathLike[str]) -> None:
+    """Check that files can be made in `folder`, or in the nearest existing folder above it, where it will be
+    made (permissions, a read-only mount), without creating anything: a refused run leaves no output behind."""
+    probe = Path(folder).absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        tempfile.TemporaryFile(dir=probe).close()
+    except OSError as e:
+        raise ConfigError(f"cannot write to {folder}: {e.strerror or e}") from e

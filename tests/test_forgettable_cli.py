@@ -215,3 +215,35 @@ def test_audit_of_a_model_that_already_forgot_another_class(tmp_path):
     result = run(*args, "--device", "cpu", "--relearn-steps", "2")
     assert result.exit_code == 0, result.output
     assert [p["n"] for p in json.loads(result.output)["model"]["relearn"]] == [1, 5, 20]
+
+
+def test_inputs_and_outputs_are_checked_before_training(tmp_path):
+    """Exit 2 and one line, with nothing trained first: an --out under a file, a truncated image, uint64 labels."""
+    (tmp_path / "afile").write_text("not a folder")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.integers(0, 256, (6, 8, 8, 1), np.uint8), y=np.array([0, 1] * 3))
+    result = run("train", str(tmp_path / "d.npz"), "--out", str(tmp_path / "afile" / "m"), "--epochs", "1")
+    assert (
+        result.exit_code == 2
+        and result.output == f"Error: cannot write to {tmp_path / 'afile'}: Not a directory\n"
+    )
+    y = np.array([0, 1, 0, 1, 0, 2**64 - 1], np.uint64)  # wraps to -1 as int64
+    np.savez(tmp_path / "u64.npz", x=rng.integers(0, 256, (6, 8, 8, 1), np.uint8), y=y)
+    result = run("train", str(tmp_path / "u64.npz"), "--out", str(tmp_path / "m"), "--epochs", "1")
+    assert (
+        result.exit_code == 2
+        and "labels must lie in 0..1048575, found 0..18446744073709551615" in result.output
+    )
+    for c in ("a", "b"):
+        (tmp_path / "folder" / c).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(tmp_path / "folder" / c / f"{i}.png")
+    good = (tmp_path / "folder" / "b" / "1.png").read_bytes()
+    (tmp_path / "folder" / "b" / "1.png").write_bytes(good[: len(good) // 2])
+    result = run("train", str(tmp_path / "folder"), "--out", str(tmp_path / "m"), "--epochs", "1")
+    assert (
+        result.exit_code == 2
+        and result.output.startswith("Error: cannot read ")
+        and result.output.count("\n") == 1
+    )
+    assert not (tmp_path / "m").exists()

@@ -47,9 +47,16 @@ def test_npz_names_and_bad_inputs(tmp_path):
         load_labeled(tmp_path / "odd.npz")
     np.savez(tmp_path / "bytes.npz", x=x, y=np.array([0, 1]), classes=np.array([b"left", b"right"]))
     assert load_labeled(tmp_path / "bytes.npz").class_names == ["left", "right"]  # not "b'left'"
+    np.savez(
+        tmp_path / "words.npz", x=x, y=np.array([0, 1]), classes=np.array(["no\xa0break", "می\u200cشود"])
+    )
+    assert load_labeled(tmp_path / "words.npz").class_names == [
+        "no\xa0break",
+        "می\u200cشود",
+    ]  # text, not control
     for names, message in (
-        (["a", ""], "class name '' is empty"),
-        (["a", "b\nc"], r"class name 'b\\nc' is empty or holds control characters"),
+        (["a", " "], "class name ' ' is blank"),
+        (["a", "b\nc"], r"class name 'b\\nc' is blank or holds a control character"),
         (["a", "a"], "class name 'a' appears more than once"),
     ):
         np.savez(tmp_path / "odd.npz", x=x, y=np.array([0, 1]), classes=np.array(names))

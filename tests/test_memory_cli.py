@@ -67,3 +67,10 @@ def test_importing_the_cli_and_store_does_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_database_path_under_a_file_is_an_argument_error(tmp_path):
+    (tmp_path / "afile").write_text("not a folder")
+    r = run("add", "x", "--db", str(tmp_path / "afile" / "m.db"), "--embedder", "tfidf")
+    assert r.exit_code == 2 and r.output == f"Error: cannot write to {tmp_path / 'afile'}: Not a directory\n"
+    assert (tmp_path / "afile").read_text() == "not a folder"

@@ -111,6 +111,17 @@ def test_classwise_noise_by_label_on_npz(tmp_path):
     assert (diff[y == 1] == 0).all()
 
 
+def test_classwise_noise_maps_a_repeated_class_name_to_its_noise(tmp_path):
+    x = np.full((4, 8, 8, 3), 100, np.uint8)
+    classes = np.array(["crane", "maillot", "crane", "dog"])  # ImageNet-1k's short names repeat "crane"
+    np.savez(tmp_path / "data.npz", x=x, y=np.array([0, 1, 2, 3]), classes=classes)
+    delta = np.stack([np.full((8, 8, 3), v / 255, np.float32) for v in (2, 3, 4)])
+    noise = NoiseSet(delta=delta, captions=["crane", "maillot", "dog"], classes=["crane", "maillot", "dog"])
+    assert apply_noise(noise, tmp_path / "data.npz", tmp_path / "prot.npz") == 0
+    with np.load(tmp_path / "prot.npz") as d:
+        assert [int(v) - 100 for v in d["x"][:, 0, 0, 0]] == [2, 3, 2, 4]
+
+
 @pytest.mark.parametrize(
     ("y", "classes", "message"),
     [
@@ -145,9 +156,11 @@ def test_caption_arrays_are_read_as_text(tmp_path):
     x = np.zeros((2, 8, 8, 3), np.uint8)
     np.savez(tmp_path / "bytes.npz", x=x, captions=np.array([b"a cat", b"a dog"]))
     assert load_pairs(tmp_path / "bytes.npz", size=8)[1] == ["a cat", "a dog"]  # not "b'a cat'"
+    np.savez(tmp_path / "column.npz", x=x, captions=np.array([["a cat"], ["a dog"]]))  # (N, 1), like y may be
+    assert load_pairs(tmp_path / "column.npz", size=8)[1] == ["a cat", "a dog"]  # not "['a cat']"
     for captions, message in (
         (np.array("one caption"), r"\(\)"),
-        (np.array([["a"], ["b"]]), r"\(2, 1\)"),
+        (np.array([["a", "b"], ["c", "d"]]), r"\(2, 2\)"),
     ):
         np.savez(tmp_path / "odd.npz", x=x, captions=captions)
         with pytest.raises(ConfigError, match="'captions' must be a list of texts, got shape " + message):

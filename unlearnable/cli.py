@@ -153,7 +153,9 @@ def images(
         _dry_run(src, dst, fmt, f"method {method}, epsilon {config.eps_levels}/255")
         return
     total = config.steps if config.steps is not None else DEFAULT_STEPS[method]
-    with tqdm(total=total, desc=f"protect {method}", unit="pass", file=sys.stderr, dynamic_ncols=True) as bar:
+    # delay: an input refused at once (a damaged .npz) shows its one Error line, not an empty bar above it
+    bar = tqdm(total=total, desc=f"protect {method}", unit="pass", file=sys.stderr, dynamic_ncols=True, delay=1)
+    with bar:
 
         def progress(info: dict) -> None:
             if bar.n >= bar.total:
