@@ -392,12 +392,18 @@ class ArrayDataset:
         return y.astype(np.int64)
 
 
-MAX_CLASS_ID = (
-    1 << 20
-) - 1  # unnamed classes are named by their ids: a label of 2**40 would ask for 10**12 names
+# unnamed classes are named by their ids: a label of 2**40 would ask for 10**12 names
+MAX_CLASS_ID = (1 << 20) - 1
 
 
-def _check_is_npz(path: str | Path) -> None:
+Headers = dict[str, tuple[tuple[int, ...], np.dtype]]  # array name -> (shape, dtype) its header declares
+
+
+def npz_headers(path: str | Path) -> Headers:
+    """What each array of an `.npz` declares, from the headers alone (nothing is decompressed), so that sizes can
+    be refused before reading. A lone `.npy` saved under an `.npz` name, or a file that is no zip, is a ValueError
+    (np.load would try unpickling it, and say so: advice to allow pickles for a file that holds none). A member
+    in a header format this does not read is left out (np.load then checks it)."""
     with open(path, "rb") as fh:
         magic = fh.read(6)
         if magic == b"\x93NUMPY":
@@ -406,52 +412,43 @@ def _check_is_npz(path: str | Path) -> None:
             if magic.startswith(b"PK"):
                 raise ValueError("it is a damaged or truncated zip (an interrupted download or copy?)")
             raise ValueError("it is not an .npz archive (the zip of named arrays that np.savez writes)")
+    headers: Headers = {}
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.namelist():
+            if not member.endswith(".npy"):
+                continue
+            with archive.open(member) as npy:
+                version = np.lib.format.read_magic(npy)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(npy)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(npy)
+                else:
+                    continue
+            headers[member[: -len(".npy")]] = (tuple(shape), dtype)
+    return headers
 
 
-def npz_arrays(path: str | Path) -> dict[str, np.ndarray]:
-    """Every array of an `.npz` (no pickles). A lone `.npy` saved under an `.npz` name, or a file that is no zip,
-    is a ValueError like any other unreadable file (for anything else np.load would try unpickling it, and say
-    so: advice to allow pickles for a file that holds none). So are arrays whose headers declare more bytes than
-    the machine has memory, refused before reading: a compressed archive of zeros can be 1000 times smaller."""
-    _check_is_npz(path)
-    declared, memory = _declared_bytes(path), _physical_memory()
+def npz_arrays(path: str | Path, headers: Headers | None = None) -> dict[str, np.ndarray]:
+    """Every array of an `.npz` (no pickles); `headers` are its `npz_headers`, when the caller has read them.
+
+    Arrays whose headers declare more bytes than the machine has memory are a ValueError before reading (a
+    compressed archive of zeros can be 1000 times smaller), like any other unreadable file.
+    """
+    headers = npz_headers(path) if headers is None else headers
+    declared = sum(math.prod(shape) * dtype.itemsize for shape, dtype in headers.values())
+    memory = _physical_memory()
     if memory and declared > memory:
         raise ValueError(
             f"its arrays hold {declared / 2**30:.1f} GiB, more than this machine's {memory / 2**30:.1f}"
         )
-    data = np.load(path, allow_pickle=False)
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise ValueError("it holds a single .npy array, not an .npz archive of named arrays (np.savez)")
-    with data:
+    with np.load(path, allow_pickle=False) as data:  # a zip: always an NpzFile
         try:
             return {k: data[k] for k in data.files}
         except MemoryError as e:  # more than is free now
             raise ValueError(f"its arrays do not fit in memory ({e})") from e
         except (RuntimeError, NotImplementedError) as e:  # an encrypted member, an unknown compression method
             raise ValueError(f"its zip cannot be read ({e})") from e
-
-
-def _npy_header(archive: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...], np.dtype] | None:
-    """(shape, dtype) that an archive member declares, from its header alone; None in a header format that this
-    does not read (np.load then checks it)."""
-    with archive.open(member) as fh:
-        version = np.lib.format.read_magic(fh)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
-        elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
-        else:
-            return None
-    return tuple(shape), dtype
-
-
-def _declared_bytes(path: str | Path) -> int:
-    total = 0
-    with zipfile.ZipFile(path) as archive:
-        for member in archive.namelist():
-            if member.endswith(".npy") and (header := _npy_header(archive, member)):
-                total += math.prod(header[0]) * header[1].itemsize
-    return total
 
 
 def _physical_memory() -> int | None:
@@ -461,22 +458,12 @@ def _physical_memory() -> int | None:
         return None
 
 
-def npz_shape(path: str | Path, name: str) -> tuple[int, ...] | None:
-    """The shape that array `name` of an `.npz` declares, read from its header without decompressing it; None if
-    absent (or in a header format this does not read)."""
-    _check_is_npz(path)
-    with zipfile.ZipFile(path) as archive:
-        if f"{name}.npy" not in archive.namelist():
-            return None
-        header = _npy_header(archive, f"{name}.npy")
-    return None if header is None else header[0]
-
-
-def _check_npz_images(path: str | Path) -> None:
+def _check_npz_images(headers: Headers) -> None:
     """Refuse images larger than a folder's may be (PIL's decompression-bomb limit) before decompressing them:
     zeros compress 1000 to 1, so a 1 MB archive can hold 2 GB of pixels."""
-    shape, limit = npz_shape(path, "x"), 2 * (Image.MAX_IMAGE_PIXELS or 1 << 62)
-    if shape is not None and len(shape) == 4 and shape[1] * shape[2] > limit:
+    shape = headers["x"][0] if "x" in headers else ()
+    limit = 2 * (Image.MAX_IMAGE_PIXELS or 1 << 62)
+    if len(shape) == 4 and shape[1] * shape[2] > limit:
         raise ValueError(
             f"its images of {shape[2]}x{shape[1]} pixels are too large to process safely (the limit for image "
             f"files too: {limit} pixels)"
@@ -486,8 +473,9 @@ def _check_npz_images(path: str | Path) -> None:
 def load_npz(path: str | Path) -> ArrayDataset:
     """Read an `.npz` holding `x` (N,H,W,C uint8) and optional `y`; wrong shapes give one clear error."""
     try:
-        _check_npz_images(path)
-        arrays = npz_arrays(path)
+        headers = npz_headers(path)
+        _check_npz_images(headers)
+        arrays = npz_arrays(path, headers)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise ConfigError(f"cannot read {path} as .npz: {e}") from e
     if "x" not in arrays:

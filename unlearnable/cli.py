@@ -154,7 +154,9 @@ def images(
         return
     total = config.steps if config.steps is not None else DEFAULT_STEPS[method]
     # delay: an input refused at once (a damaged .npz) shows its one Error line, not an empty bar above it
-    bar = tqdm(total=total, desc=f"protect {method}", unit="pass", file=sys.stderr, dynamic_ncols=True, delay=1)
+    bar = tqdm(
+        total=total, desc=f"protect {method}", unit="pass", file=sys.stderr, dynamic_ncols=True, delay=1
+    )
     with bar:
 
         def progress(info: dict) -> None:
