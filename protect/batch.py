@@ -24,8 +24,7 @@ from protect.imageio import (
     ArrayDataset,
     Picture,
     check_destination,
-    find_images,
-    flatten_alpha,
+    fit_format,
     is_hidden,
     load_image,
     load_npz,
@@ -34,12 +33,13 @@ from protect.imageio import (
     plan_outputs,
     refuse_links_into,
     relative,
+    require_images,
     save_image,
     save_npz,
 )
 from protect.metrics import perturbation_kept, quality_row
 from protect.paths import atomic_write_text, is_temp_leftover, remove_temp_leftovers, writable
-from protect.report import HTML_NAME, REPORT_NAME, jsonable, write_html_report, write_json_report
+from protect.report import HTML_NAME, REPORT_NAME, html_row, jsonable, write_html_report, write_json_report
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class CopyJob:
     options: WriteOptions = field(default_factory=WriteOptions)
     rows: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
-    _thumbs: list[tuple[dict[str, Any], np.ndarray, np.ndarray]] = field(default_factory=list)
+    _html_rows: list[str] = field(default_factory=list)  # the first HTML_ROWS copies' rows of report.html
     _recorded: dict[str, Any] | None = None
     _outputs: dict[str, Path] | None = None
     _lock_key: str | None = None
@@ -87,6 +87,7 @@ class CopyJob:
     _replacing: bool = False  # this run has started writing outputs (the earlier reports are gone)
     _parts: list[dict[str, Any]] = field(default_factory=list)  # `record_run` entries of the interrupted run
     _skipped_sources: set[str] = field(default_factory=set)  # `skipped`'s sources: a skip is one lookup
+    _sources: list[Path] | None = None  # `sources()`
 
     def __post_init__(self) -> None:
         self.src, self.dst = Path(self.src), Path(self.dst)
@@ -110,6 +111,8 @@ class CopyJob:
                 ", ".join(stale),
                 self.report_dir,
             )
+        if not self.is_npz and self.src.is_dir():
+            self.sources()  # an empty folder is refused before anything is made
         writable(self.dst.parent if self.is_npz else self.dst)  # before any work, not after the first image
         self._made_reports = not self.report_dir.exists()
         try:
@@ -192,13 +195,19 @@ class CopyJob:
         return base.with_name((base.stem if self.is_npz else base.name) + "-report")
 
     # -- folders -----------------------------------------------------------------------------------------
+    def sources(self) -> list[Path]:
+        """SRC's image files (`require_images`), listed once per job; links into the output are not followed."""
+        if self._sources is None:
+            self._sources = require_images(self.src, exclude=(self.dst, self.report_dir))
+        return self._sources
+
     def pending(self) -> list[Path]:
         """Source files still to do (all of them unless resuming)."""
         if self.is_npz:
             raise ConfigError("pending() is for folder sources; use load_dataset() for .npz")
         if not self.src.is_dir():
             raise ConfigError(f"{self.src} is neither a folder nor an .npz file")
-        files = find_images(self.src)
+        files = self.sources()
         plan = self._plan(files)
         if self.options.resume:
             self._check_resume()
@@ -232,15 +241,15 @@ class CopyJob:
     def load(self, path: Path) -> Picture | None:
         """Decode one source file, or record it as skipped (with the reason) and return None.
 
-        For `--format jpeg` alpha is flattened onto white here, before protecting, so the protection is computed on
-        (and the report measures) what the JPEG can actually hold.
+        It is fitted to the output format here (`fit_format`: alpha flattened for JPEG, grey as RGB for WebP),
+        before protecting, so the protection is computed on (and the report measures) what the file can hold.
         """
         try:
             picture = load_image(path, root=self.src, keep_exif=self.options.keep_exif)
         except ProtectError as e:
             self.skip(path, str(e))
             return None
-        return flatten_alpha(picture) if self.options.fmt == "jpeg" else picture
+        return fit_format(picture, self.options.fmt)
 
     def skip(self, path: Path | str, reason: str) -> None:
         """Record `path` as left out, once (a file can fail two checks). INFO, not WARNING: the commands list the
@@ -316,7 +325,7 @@ class CopyJob:
             name=self.options.report_name,
             foreign=foreign,
         )
-        write_html_report(self.report_dir, self._thumbs, title=f"protect: {self.src} -> {self.dst}")
+        write_html_report(self.report_dir, self._html_rows, title=f"protect: {self.src} -> {self.dst}")
         self._release()
         return 0 if self.rows else 2
 
@@ -352,8 +361,8 @@ class CopyJob:
         self, row: dict[str, Any], before: np.ndarray, after: np.ndarray, progress: bool = True
     ) -> None:
         self.rows.append(row)
-        if len(self._thumbs) < HTML_ROWS:
-            self._thumbs.append((row, before, after))
+        if len(self._html_rows) < HTML_ROWS:
+            self._html_rows.append(html_row(row, before, after))
         if progress:
             self._append_progress(row)
 
@@ -362,7 +371,7 @@ class CopyJob:
         is SRC's listing when the caller already has it."""
         if self._outputs is None:
             if files is None:
-                files = find_images(self.src) if self.src.is_dir() else []
+                files = self.sources() if self.src.is_dir() else []
             rels = [relative(p, self.src) for p in files]
             plan = plan_outputs(self.dst, rels, self.options.fmt)
             refuse_links_into(self.src, plan.values())

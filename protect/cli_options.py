@@ -71,8 +71,8 @@ def write_options(fn: F) -> F:
     return fn
 
 
-def echo_skipped(skipped: list[dict[str, str]]) -> None:
+def echo_skipped(skipped: list[dict[str, str]], verb: str = "skipped") -> None:
     """One line per file a batch left out, on stdout with the run's summary (the batch itself only logs them at
     INFO, so a run's skips are listed once, not also on stderr in the middle of the progress bar)."""
     for s in skipped:
-        click.echo(f"skipped {s['source']}: {s['reason']}")
+        click.echo(f"{verb} {s['source']}: {s['reason']}")

@@ -12,14 +12,16 @@ Conventions (one place, so `protect images`, `protect t2ue apply` and `protect w
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import math
 import os
 import unicodedata
+import warnings
 import zipfile
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
@@ -31,14 +33,16 @@ from protect.paths import NAME_MAX, atomic_path
 
 log = logging.getLogger(__name__)
 
+HEIC_SUFFIXES = (".heic", ".heif")
 try:  # HEIC/HEIF photos from phones, when the optional plugin is installed.
     import pillow_heif
 
     pillow_heif.register_heif_opener()
-    HEIC_SUFFIXES: tuple[str, ...] = (".heic", ".heif")
+    HEIC_READABLE = True
 except ImportError:  # pragma: no cover - depends on the environment
-    HEIC_SUFFIXES = ()
+    HEIC_READABLE = False
 
+# HEIC is listed without its plugin too: such a photo is then skipped with the reason, not silently left out
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff") + HEIC_SUFFIXES
 OUTPUT_FORMATS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 LOSSY_FORMATS = ("jpeg", "webp")
@@ -112,17 +116,55 @@ def refuse_links_into(src: str | Path, outputs: Iterable[Path]) -> None:
             )
 
 
-def find_images(src: str | Path) -> list[Path]:
-    """All image files under a folder, recursively, in a stable order (hidden files and our own outputs skipped)."""
+def find_images(src: str | Path, *, exclude: Iterable[str | Path] = ()) -> list[Path]:
+    """All image files under a folder, recursively, in a stable order; hidden files (and with them our own
+    temporary files) are skipped.
+
+    Symbolic links are followed, so a linked sub-folder is protected like a real one, except a link back to a folder
+    it lies in (a loop: its files are listed under their first path already) and a folder inside `exclude` (the
+    destination: a link there would read this run's outputs as sources). A dangling link with an image name is
+    listed, so that reading it fails and it is reported as skipped instead of vanishing; a folder that cannot be
+    listed is a warning.
+    """
     root = Path(src)
     if not root.is_dir():
         raise ConfigError(f"{src} is not a folder")
-    files = [
-        p
-        for p in root.rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(p.relative_to(root))
-    ]
+    banned = [Path(os.path.realpath(p)) for p in exclude]
+    files: list[Path] = []
+
+    def walk(folder: Path, above: frozenset[str]) -> None:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as e:
+            log.warning("cannot list %s (%s): its images are left out", folder, e.strerror or e)
+            return
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir():  # follows links
+                real = os.path.realpath(path)
+                if real in above:
+                    log.info(
+                        "not following %s: a link back to %s, whose images are listed already", path, real
+                    )
+                elif any(b == Path(real) or b in Path(real).parents for b in banned):
+                    log.warning("not following %s: it leads into the destination (%s)", path, real)
+                else:
+                    walk(path, above | {real})
+            elif path.suffix.lower() in IMAGE_SUFFIXES and (entry.is_file() or entry.is_symlink()):
+                files.append(path)
+
+    walk(root, frozenset({os.path.realpath(root)}))
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
+
+
+def require_images(src: str | Path, *, exclude: Iterable[str | Path] = ()) -> list[Path]:
+    """`find_images`, refusing a folder that holds none: one clear line instead of an empty run."""
+    files = find_images(src, exclude=exclude)
+    if not files:
+        raise ConfigError(f"no images ({', '.join(s[1:] for s in IMAGE_SUFFIXES)}) found in {src}")
+    return files
 
 
 def is_hidden(rel: Path | PurePosixPath) -> bool:
@@ -146,19 +188,15 @@ def load_image(path: str | Path, *, root: str | Path | None = None, keep_exif: b
     """
     path = Path(path)
     rel = relative(path, root) if root else PurePosixPath(path.name)
-    try:
-        with Image.open(path) as im:
-            im.load()
-            icc = im.info.get("icc_profile")
-            frames = getattr(im, "n_frames", 1)
-            im = ImageOps.exif_transpose(im)  # display orientation; removes the Orientation tag
-            exif = im.getexif().tobytes() if keep_exif and len(im.getexif()) else None
-            mode = im.mode
-    except Image.DecompressionBombError as e:  # not an OSError: a huge or hostile file
-        raise UnreadableImageError(f"cannot read {path}: too large to decode safely ({e})") from e
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise UnreadableImageError(f"cannot read {path}: {e}") from e
-    alpha, note = None, None
+    with _opened(path) as (im, caught):
+        wide = _sixteen_bit_colour(im)
+        im.load()
+        icc = im.info.get("icc_profile")
+        frames = getattr(im, "n_frames", 1)
+        im = ImageOps.exif_transpose(im)  # display orientation; removes the Orientation tag
+        exif = im.getexif().tobytes() if keep_exif and len(im.getexif()) else None
+        mode = im.mode
+    alpha, note = None, wide
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
         im = im.convert("LA" if mode == "LA" else "RGBA")
         alpha = np.asarray(im.getchannel("A")).copy()
@@ -167,10 +205,11 @@ def load_image(path: str | Path, *, root: str | Path | None = None, keep_exif: b
         im, note = _wide_to_grey(im, path)
     elif mode == "1":
         im = im.convert("L")
+    elif mode == "P":
+        im = im.convert("RGB")  # a palette expands to RGB exactly
     elif mode not in ("RGB", "L"):
-        log.warning("%s: mode %s converted to RGB", path, mode)
-        lossless = mode == "P"  # a palette expands to RGB exactly; CMYK, YCbCr, LAB... are colour conversions
-        im, note = im.convert("RGB"), None if lossless else f"{mode} converted to RGB before protecting"
+        log.warning("%s: mode %s converted to RGB", path, mode)  # CMYK, YCbCr, LAB...: a colour conversion
+        im, note = im.convert("RGB"), f"{mode} converted to RGB before protecting"
     pixels = np.asarray(im, dtype=np.uint8).copy()
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
@@ -180,6 +219,12 @@ def load_image(path: str | Path, *, root: str | Path | None = None, keep_exif: b
         icc = None  # a CMYK profile on RGB pixels would make viewers render wrong colours
     if frames > 1:
         notes.append(f"only the first of {frames} frames was protected and saved")
+    if any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught):
+        megapixels = pixels.shape[0] * pixels.shape[1] / 1e6
+        notes.append(
+            f"{megapixels:.0f} megapixels: protecting it needs about {megapixels * 0.14:.0f} GB of memory"
+        )
+        log.warning("%s: %s", path, notes[-1])
     label = rel.parts[0] if len(rel.parts) > 1 else None
     return Picture(
         rel=rel,
@@ -191,6 +236,50 @@ def load_image(path: str | Path, *, root: str | Path | None = None, keep_exif: b
         source=str(path),
         meta={"mode": mode} | ({"note": "; ".join(notes)} if notes else {}),
     )
+
+
+def probe_image(path: str | Path) -> str | None:
+    """Why `path` cannot be read as an image, judged from its header (nothing is decoded: cheap enough for a dry
+    run over a large folder), else None. Pixel data damaged past the header is found only by `load_image`."""
+    try:
+        with _opened(Path(path)):
+            return None
+    except UnreadableImageError as e:
+        return str(e)
+
+
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[tuple[Image.Image, list[warnings.WarningMessage]]]:
+    """`Image.open`, with every way a file can fail to be an image (also while the body decodes it) turned into
+    one `UnreadableImageError`, and PIL's decompression-bomb warnings recorded for the caller instead of printed."""
+    if path.suffix.lower() in HEIC_SUFFIXES and not HEIC_READABLE:
+        raise UnreadableImageError(
+            f"cannot read {path}: HEIC needs pillow-heif (pip install 'protect[heic]')"
+        )
+    if path.is_symlink() and not path.exists():
+        raise UnreadableImageError(
+            f"cannot read {path}: a symbolic link to {os.readlink(path)}, which is missing"
+        )
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                yield im, caught
+    except Image.DecompressionBombError as e:  # not an OSError: a huge or hostile file
+        raise UnreadableImageError(f"cannot read {path}: too large to decode safely ({e})") from e
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise UnreadableImageError(f"cannot read {path}: {e}") from e
+
+
+def _sixteen_bit_colour(im: Image.Image) -> str | None:
+    """A note when PIL reads 16-bit-per-channel colour (a 48- or 64-bit PNG or TIFF) as 8-bit RGB(A), keeping the
+    high byte of each value: what is protected is that 8-bit reduction, not the original. Decided from the decoder's
+    raw mode, before `load` clears it."""
+    args = [tile[3] for tile in im.tile]  # the decoder's arguments; the raw mode first when a tuple
+    raw = [a[0] if isinstance(a, tuple) and a else a for a in args]
+    if im.mode in ("RGB", "RGBA") and any(isinstance(r, str) and ";16" in r for r in raw):
+        return "16-bit colour reduced to 8 bits before protecting"
+    return None
 
 
 def icc_describes(icc: bytes, channels: int) -> bool:
@@ -274,25 +363,39 @@ def _fold(path: Path) -> str:
     return path.as_posix().casefold()
 
 
-def flatten_alpha(picture: Picture) -> Picture:
-    """The picture composited onto white, without alpha: what a JPEG (no alpha channel) can hold."""
-    if picture.alpha is None:
-        return picture
-    a = picture.alpha[:, :, None].astype(np.float64) / 255.0
-    flat = np.rint(picture.pixels * a + 255.0 * (1.0 - a)).astype(np.uint8)
-    notes = [picture.meta.get("note"), "alpha flattened onto white (JPEG has no alpha channel)"]
-    return replace(
-        picture, pixels=flat, alpha=None, meta=picture.meta | {"note": "; ".join(filter(None, notes))}
-    )
+def fit_format(picture: Picture, fmt: str) -> Picture:
+    """The picture as `fmt` can hold it, before protecting (so the protection is computed on, and the report
+    measures, what the file will hold), with a note of what changed: JPEG has no alpha channel, so alpha is
+    flattened onto white; WebP has no greyscale, so grey is saved as RGB and a GRAY ICC profile, which would
+    describe the wrong pixels, is dropped."""
+    if fmt == "jpeg" and picture.alpha is not None:
+        a = picture.alpha[:, :, None].astype(np.float64) / 255.0
+        flat = np.rint(picture.pixels * a + 255.0 * (1.0 - a)).astype(np.uint8)
+        return _noted(
+            replace(picture, pixels=flat, alpha=None),
+            "alpha flattened onto white (JPEG has no alpha channel)",
+        )
+    if fmt == "webp" and picture.pixels.shape[2] == 1:
+        dropped = ", its GRAY ICC profile dropped" if picture.icc else ""
+        return _noted(replace(picture, icc=None), f"WebP has no greyscale: saved as RGB{dropped}")
+    return picture
+
+
+def _noted(picture: Picture, note: str) -> Picture:
+    notes = [picture.meta.get("note"), note]
+    return replace(picture, meta=picture.meta | {"note": "; ".join(filter(None, notes))})
 
 
 def encode(picture: Picture, fmt: str = "png", quality: int = 95) -> bytes:
-    """Encode a picture in `fmt`, keeping ICC (and EXIF when the picture carries it)."""
+    """Encode a picture in `fmt` (as `fit_format` left it), keeping ICC (and EXIF when the picture carries it).
+
+    Lossy WebP keeps the colour under fully transparent pixels (`exact`): by default libwebp replaces it to
+    compress better, which changes the saved colour pixels by up to 255 levels where nobody sees them, far outside
+    the promised eps, and would wipe a watermark there.
+    """
     im = to_pil(picture)
     kwargs: dict = {}
-    # WebP stores greyscale as RGB: a GRAY profile would then describe the wrong pixels
-    grey_as_rgb = fmt == "webp" and im.mode in ("L", "LA")
-    if picture.icc and not grey_as_rgb:
+    if picture.icc:
         kwargs["icc_profile"] = picture.icc
     if picture.exif:
         kwargs["exif"] = picture.exif
@@ -301,7 +404,7 @@ def encode(picture: Picture, fmt: str = "png", quality: int = 95) -> bytes:
             raise ConfigError(f"{picture.rel}: JPEG cannot hold the alpha channel; use --format png")
         kwargs.update(quality=quality, subsampling=0)
     elif fmt == "webp":
-        kwargs.update(quality=quality)
+        kwargs.update(quality=quality, exact=True)
     buf = io.BytesIO()
     im.save(buf, format=fmt.upper(), **kwargs)
     return buf.getvalue()

@@ -166,7 +166,8 @@ def test_npz_round_trip(tmp_path, method):
 
 def test_dry_run_writes_nothing(photos, tmp_path):
     res = run([str(photos), "--out", str(tmp_path / "o"), "--dry-run"])
-    assert res.exit_code == 0 and "would protect 10 file(s)" in res.output
+    assert res.exit_code == 0 and "would protect 9 file(s)" in res.output  # the real run protects 9 too
+    assert "would skip" in res.output and "broken.jpg" in res.output
     assert not (tmp_path / "o").exists()
 
 
@@ -267,7 +268,7 @@ def test_same_stem_sources_get_distinct_outputs(tmp_path):
 
 def test_dry_run_t2ue_writes_nothing(photos, tmp_path):
     res = run([str(photos), "--out", str(tmp_path / "o"), "--method", "t2ue", "--dry-run"])
-    assert res.exit_code == 0 and "would protect 10 file(s)" in res.output and "t2ue" in res.output
+    assert res.exit_code == 0 and "would protect 9 file(s)" in res.output and "t2ue" in res.output
     assert not (tmp_path / "o").exists()
 
 

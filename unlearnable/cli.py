@@ -12,7 +12,7 @@ from protect.batch import WriteOptions
 from protect.cli_options import device_options, echo_skipped, epsilon_option, write_options
 from protect.devices import PRECISIONS, resolve_device
 from protect.errors import ConfigError
-from protect.imageio import check_destination, find_images, load_npz, plan_outputs, relative
+from protect.imageio import check_destination, load_npz, plan_outputs, probe_image, relative, require_images
 from unlearnable.api import DEFAULT_STEPS, METHODS, ProtectConfig, protect_images
 from unlearnable.labels import LABEL_MODES
 from unlearnable.reference import REFERENCE_PREFIX
@@ -223,17 +223,18 @@ def _dry_run(src: Path, dst: Path, fmt: str, what: str) -> None:
         data = load_npz(src)
         click.echo(f"would protect {len(data.x)} images {data.x.shape[1:]} from {src} -> {dst} ({what})")
         return
-    files = find_images(src)
-    if not files:
-        raise ConfigError(f"no images (jpg, png, webp, tif, bmp, heic) found in {src}")
-    rels = [relative(f, src) for f in files]
+    files = require_images(src, exclude=(dst,))
+    unreadable = {f: reason for f in files if (reason := probe_image(f))}
+    plan = plan_outputs(dst, [relative(f, src) for f in files], fmt)  # the real run plans every listed file
+    rels = [relative(f, src) for f in files if f not in unreadable]
     folders = sorted({rel.parts[0] for rel in rels if len(rel.parts) > 1})
     click.echo(
-        f"would protect {len(files)} file(s) from {src} -> {dst} ({what}, "
+        f"would protect {len(rels)} file(s) from {src} -> {dst} ({what}, "
         f"class folders: {', '.join(folders) or 'none'})"
     )
-    for rel, out in plan_outputs(dst, rels, fmt).items():
-        click.echo(f"  {rel} -> {out}")
+    for rel in rels:
+        click.echo(f"  {rel} -> {plan[rel]}")
+    echo_skipped([{"source": str(f), "reason": r} for f, r in unreadable.items()], verb="would skip")
 
 
 def _t2ue(

@@ -105,7 +105,7 @@ def markable_files(
     Decided before combinations are assigned: a file skipped after assignment would keep its combination
     (and maybe the only copy of a chunk) out of the release while the manifest counted it.
     """
-    files = find_images(src)
+    files = find_images(src, exclude=(dst,))
     outputs = plan_outputs(dst, [relative(p, src) for p in files], fmt)
     good, bad = [], []
     for path in files:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from protect.batch import CopyJob, WriteOptions
 from protect.errors import ConfigError, IntegrityError
-from protect.imageio import ArrayDataset, find_images, npz_arrays
+from protect.imageio import ArrayDataset, npz_arrays
 from protect.paths import atomic_path
 from unlearnable.t2ue.data import clean_file_name
 
@@ -254,7 +254,7 @@ def write_protected(
         by_class = dict(zip(noise.classes, noise.delta, strict=True)) if noise.classes else None
         order = None
         if by_file is None and by_class is None:
-            everything = find_images(job.src)
+            everything = job.sources()
             if len(everything) != len(noise.delta):
                 raise ConfigError(
                     f"{len(noise.delta)} noise entries for {len(everything)} images and no file names to "
