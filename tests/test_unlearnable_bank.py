@@ -38,7 +38,7 @@ def test_view_is_differentiable_through_the_resize_of_a_large_photo():
     bank = PerturbationBank([img], size=32, eps_levels=4)
     views, leaves = bank.views(torch.tensor([0]), grad=True)
     views[:, 0].sum().backward()
-    grad = bank.pixel_grad(leaves[0])
+    grad = bank.resize[0].adjoint(bank.view_grad(leaves[0]))
     assert grad.shape == (1, 3, 1500, 2000)
     assert float(grad[:, 0].abs().sum()) > 0 and float(grad[:, 1:].abs().sum()) == 0
     bank.step(leaves, levels=1, direction=+1)
@@ -68,3 +68,34 @@ def test_views_of_a_resized_photo_equal_the_resize_of_the_perturbed_pixels():
     x = torch.from_numpy(bank.protected(0)).permute(2, 0, 1)[None].float() / 255
     expected = F.interpolate(x, size=(8, 8), mode="bilinear", antialias=True, align_corners=False)
     assert torch.allclose(bank.views(torch.tensor([0]))[0], expected, atol=1e-5)
+
+
+def test_row_blocks_give_the_whole_image_resize_adjoint_and_steps(monkeypatch):
+    import unlearnable.resize as resize_module
+
+    rng = np.random.default_rng(2)
+    imgs = [
+        rng.integers(0, 256, (37, 23, 3), dtype=np.uint8),
+        rng.integers(0, 256, (37, 23, 1), dtype=np.uint8),
+    ]
+    weight = torch.randn(2, 3, 8, 8)
+
+    def run(block_pixels: int) -> list[np.ndarray]:
+        monkeypatch.setattr(resize_module, "BLOCK_PIXELS", block_pixels)
+        bank = PerturbationBank(imgs, size=8, eps_levels=6)
+        for _ in range(3):
+            views, leaves = bank.views(torch.arange(2), grad=True)
+            (views * weight).sum().backward()
+            bank.step(leaves, levels=2, direction=+1)
+        return [bank.protected(i) for i in range(2)]
+
+    whole, blocked = run(10**9), run(50)  # 50 pixels: two rows of 23 per block, the last one shorter
+    assert all(np.array_equal(a, b) for a, b in zip(whole, blocked, strict=True))
+    monkeypatch.setattr(resize_module, "BLOCK_PIXELS", 50)
+    levels = torch.as_tensor(imgs[0]).permute(2, 0, 1)[None]
+    resize = Resize(37, 23, 8)
+    assert torch.allclose(resize.levels(levels), resize(levels.float()), atol=1e-4)
+    grad = torch.randn(1, 3, 8, 8)
+    rows = [r for r, _ in resize.adjoint_blocks(grad)]
+    assert rows[0] == slice(0, 2) and rows[-1] == slice(36, 37)
+    assert torch.allclose(resize.adjoint(grad), resize.rh.T @ grad @ resize.rw_t.T, atol=1e-6)

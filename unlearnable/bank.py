@@ -73,7 +73,7 @@ class PerturbationBank:
     def _resized(self, g: int, levels: torch.Tensor) -> torch.Tensor:
         """`resize` of integer images, a few at a time (each converted to float only while it is resized)."""
         step = self._per_call(g)
-        return torch.cat([self.resize[g](levels[i : i + step].float()) for i in range(0, len(levels), step)])
+        return torch.cat([self.resize[g].levels(levels[i : i + step]) for i in range(0, len(levels), step)])
 
     @staticmethod
     def _rgb(v: torch.Tensor) -> torch.Tensor:
@@ -112,32 +112,35 @@ class PerturbationBank:
                 [self.views(torch.arange(i, min(i + batch, self.n)))[0] for i in range(0, self.n, batch)]
             )
 
-    def pixel_grad(self, leaf: Leaf, start: int = 0, stop: int | None = None) -> torch.Tensor:
-        """Gradient with respect to the full-resolution pixels of `leaf.local[start:stop]`."""
+    def view_grad(self, leaf: Leaf, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """The loss's gradient on the views of `leaf.local[start:stop]`, per stored channel; `resize.adjoint` of
+        it is the gradient on the full-resolution pixels."""
         grad = leaf.views.grad[leaf.rows[start:stop]]
         if self.x[leaf.group].shape[1] == 1:  # greyscale was expanded to RGB in the view
             grad = grad.sum(1, keepdim=True)
-        return self.resize[leaf.group].adjoint(grad)
+        return grad
 
     def step(self, leaves: list[Leaf], *, levels: int, direction: int) -> None:
-        """Signed step of `levels` along +-grad (direction +1 ascends, -1 descends), projected exactly."""
+        """Signed step of `levels` along +-grad (direction +1 ascends, -1 descends), projected exactly; the
+        full-resolution gradient is formed a block of rows at a time, since only its sign is used."""
         for leaf in leaves:
             if leaf.views.grad is None:
                 continue
-            per = self._per_call(leaf.group)
+            g, per = leaf.group, self._per_call(leaf.group)
             for i in range(0, len(leaf.local), per):
                 local = leaf.local[i : i + per]
-                move = self.pixel_grad(leaf, i, i + per).sign_().to(torch.int16).mul_(direction * levels)
-                self._project(leaf.group, local, move.add_(self.delta[leaf.group][local]))
+                for rows, block in self.resize[g].adjoint_blocks(self.view_grad(leaf, i, i + per)):
+                    move = block.sign_().to(torch.int16).mul_(direction * levels)
+                    self._project(g, local, move.add_(self.delta[g][local, :, rows]), rows)
 
-    def _project(self, g: int, local: torch.Tensor, delta: torch.Tensor) -> None:
-        """Store int16 `delta` (levels) for `local` after projecting onto the eps-ball and [0, 255] - x."""
-        x = self.x[g][local].to(torch.int16)
+    def _project(self, g: int, local: torch.Tensor, delta: torch.Tensor, rows: slice = slice(None)) -> None:
+        """Store int16 `delta` (levels) for `local`'s `rows` after projecting onto the eps-ball and [0, 255] - x."""
+        x = self.x[g][local, :, rows].to(torch.int16)
         delta.clamp_(-self.eps, self.eps)
         torch.minimum(delta, 255 - x, out=delta)
         torch.maximum(delta, x.neg_(), out=delta)
         delta[self.locked[g][local]] = 0
-        self.delta[g][local] = delta.to(torch.int8)
+        self.delta[g][local, :, rows] = delta.to(torch.int8)
 
     def set_delta(self, i: int, delta_levels: torch.Tensor) -> None:
         g, local = self.where[i].tolist()
@@ -147,5 +150,7 @@ class PerturbationBank:
     def protected(self, i: int) -> np.ndarray:
         """The protected uint8 image (H, W, C) of sample `i`."""
         g, local = self.where[i].tolist()
-        out = (self.x[g][local].to(torch.int16) + self.delta[g][local]).clamp(0, 255).to(torch.uint8)
+        # x + delta lies in [0, 255] (`_project`), so uint8 addition of delta's two's-complement bytes is exact
+        # (x - 3 = x + 253 mod 256) and needs no int16 copies: 1 byte a value for a 100-megapixel photo, not 5
+        out = self.x[g][local] + self.delta[g][local].view(torch.uint8)
         return out.permute(1, 2, 0).cpu().numpy()

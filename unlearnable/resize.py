@@ -10,6 +10,8 @@ the view of `x + delta` is the view of `x` plus the view of `delta`, so the orig
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 
@@ -32,11 +34,19 @@ def resize_matrix(
     return torch.cat(cols).T.contiguous()
 
 
+BLOCK_PIXELS = 2**20  # full-resolution pixels per row block: the most any float temporary holds
+
+
 class Resize:
-    """Resize (..., H, W) images to (..., size, size) and back-project gradients; identity when already that size."""
+    """Resize (..., H, W) images to (..., size, size) and back-project gradients; identity when already that size.
+
+    The full-resolution side is handled a block of rows at a time (`levels`, `adjoint_blocks`): a float copy of a
+    100-megapixel photo is 1.2 GB, a block is 4 MB per channel.
+    """
 
     def __init__(self, height: int, width: int, size: int, *, device: torch.device | str = "cpu") -> None:
         self.identity = (height, width) == (size, size)
+        self.height, self.block_rows = height, max(1, BLOCK_PIXELS // width)
         if not self.identity:
             self.rh = resize_matrix(height, size, device=device)
             self.rw_t = resize_matrix(width, size, device=device).T.contiguous()
@@ -45,6 +55,28 @@ class Resize:
         """The low-resolution view (differentiable; float input)."""
         return img if self.identity else self.rh @ (img @ self.rw_t)
 
+    def levels(self, levels: torch.Tensor) -> torch.Tensor:
+        """The view of integer images, each block of rows converted to float only while it is resized."""
+        if self.identity:
+            return levels.float()
+        return self.rh @ torch.cat(
+            [levels[..., rows, :].float() @ self.rw_t for rows in self._blocks()], dim=-2
+        )
+
     def adjoint(self, grad: torch.Tensor) -> torch.Tensor:
         """Gradient on the full-resolution pixels from a gradient on the view."""
-        return grad if self.identity else (self.rh.T @ grad) @ self.rw_t.T
+        return torch.cat([block for _, block in self.adjoint_blocks(grad)], dim=-2)
+
+    def adjoint_blocks(self, grad: torch.Tensor) -> Iterator[tuple[slice, torch.Tensor]]:
+        """`adjoint(grad)` as (rows, that block of rows of it): a caller that needs a function of it (its sign)
+        never holds the whole."""
+        if self.identity:
+            yield slice(None), grad
+            return
+        left = self.rh.T @ grad  # (..., H, size): small
+        for rows in self._blocks():
+            yield rows, left[..., rows, :] @ self.rw_t.T
+
+    def _blocks(self) -> Iterator[slice]:
+        for top in range(0, self.height, self.block_rows):
+            yield slice(top, min(top + self.block_rows, self.height))
