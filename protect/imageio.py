@@ -132,12 +132,14 @@ def find_images(src: str | Path, *, exclude: Iterable[str | Path] = ()) -> list[
     banned = [Path(os.path.realpath(p)) for p in exclude]
     files: list[Path] = []
 
-    def walk(folder: Path, above: frozenset[str]) -> None:
+    todo = [(root, frozenset({os.path.realpath(root)}))]  # (folder, the real paths of it and its parents)
+    while todo:  # a stack, not recursion: a deep tree must not hit Python's recursion limit
+        folder, above = todo.pop()
         try:
             entries = list(os.scandir(folder))
         except OSError as e:
             log.warning("cannot list %s (%s): its images are left out", folder, e.strerror or e)
-            return
+            continue
         for entry in entries:
             path = Path(entry.path)
             if entry.name.startswith("."):
@@ -151,11 +153,9 @@ def find_images(src: str | Path, *, exclude: Iterable[str | Path] = ()) -> list[
                 elif any(b == Path(real) or b in Path(real).parents for b in banned):
                     log.warning("not following %s: it leads into the destination (%s)", path, real)
                 else:
-                    walk(path, above | {real})
+                    todo.append((path, above | {real}))
             elif path.suffix.lower() in IMAGE_SUFFIXES and (entry.is_file() or entry.is_symlink()):
                 files.append(path)
-
-    walk(root, frozenset({os.path.realpath(root)}))
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
