@@ -120,42 +120,51 @@ def find_images(src: str | Path, *, exclude: Iterable[str | Path] = ()) -> list[
     """All image files under a folder, recursively, in a stable order; hidden files (and with them our own
     temporary files) are skipped.
 
-    Symbolic links are followed, so a linked sub-folder is protected like a real one, except a link back to a folder
-    it lies in (a loop: its files are listed under their first path already) and a folder inside `exclude` (the
-    destination: a link there would read this run's outputs as sources). A dangling link with an image name is
-    listed, so that reading it fails and it is reported as skipped instead of vanishing; a folder that cannot be
-    listed is a warning.
+    Symbolic links to folders are followed, so a linked sub-folder is protected like a real one, but every real
+    folder is listed once: the real tree first, then links to folders not listed yet (a loop, or a link to a
+    sibling, adds nothing), never a folder inside `exclude` (the destination: a link there would read this run's
+    outputs as sources). A dangling link or one that cannot be followed (a loop, no permission) with an image
+    name is listed, so that reading it fails and it is reported as skipped instead of vanishing; a folder that
+    cannot be listed is a warning.
     """
     root = Path(src)
     if not root.is_dir():
         raise ConfigError(f"{src} is not a folder")
     banned = [Path(os.path.realpath(p)) for p in exclude]
     files: list[Path] = []
-
-    todo = [(root, frozenset({os.path.realpath(root)}))]  # (folder, the real paths of it and its parents)
-    while todo:  # a stack, not recursion: a deep tree must not hit Python's recursion limit
-        folder, above = todo.pop()
+    seen: set[str] = set()
+    todo, links = [root], []  # a stack, not recursion: a deep tree must not hit Python's recursion limit
+    while todo or links:
+        if not todo:  # the real tree is done: follow the links found in it, then those found through them
+            todo, links = sorted(links, reverse=True), []
+        folder = todo.pop()
+        real = os.path.realpath(folder)
+        if real in seen:
+            log.info("not following %s: %s is listed already", folder, real)
+            continue
+        if any(b == Path(real) or b in Path(real).parents for b in banned):
+            log.warning("not following %s: it leads into the destination (%s)", folder, real)
+            continue
+        seen.add(real)
         try:
-            entries = list(os.scandir(folder))
+            entries = sorted(os.scandir(folder), key=lambda e: e.name, reverse=True)
         except OSError as e:
             log.warning("cannot list %s (%s): its images are left out", folder, e.strerror or e)
             continue
         for entry in entries:
-            path = Path(entry.path)
             if entry.name.startswith("."):
                 continue
-            if entry.is_dir():  # follows links
-                real = os.path.realpath(path)
-                if real in above:
-                    log.info(
-                        "not following %s: a link back to %s, whose images are listed already", path, real
-                    )
-                elif any(b == Path(real) or b in Path(real).parents for b in banned):
-                    log.warning("not following %s: it leads into the destination (%s)", path, real)
+            path, image = Path(entry.path), Path(entry.name).suffix.lower() in IMAGE_SUFFIXES
+            try:
+                if entry.is_dir():  # follows links
+                    (links if entry.is_symlink() else todo).append(path)
+                elif image and (entry.is_file() or not os.path.exists(path)):  # not a fifo, a device...
+                    files.append(path)
+            except OSError as e:  # a link that cannot be followed
+                if image:
+                    files.append(path)
                 else:
-                    todo.append((path, above | {real}))
-            elif path.suffix.lower() in IMAGE_SUFFIXES and (entry.is_file() or entry.is_symlink()):
-                files.append(path)
+                    log.warning("cannot follow %s (%s)", path, e.strerror or e)
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
@@ -189,14 +198,22 @@ def load_image(path: str | Path, *, root: str | Path | None = None, keep_exif: b
     path = Path(path)
     rel = relative(path, root) if root else PurePosixPath(path.name)
     with _opened(path) as (im, caught):
-        wide = _sixteen_bit_colour(im)
+        raw = _raw_mode(im)
         im.load()
         icc = im.info.get("icc_profile")
         frames = getattr(im, "n_frames", 1)
         im = ImageOps.exif_transpose(im)  # display orientation; removes the Orientation tag
         exif = im.getexif().tobytes() if keep_exif and len(im.getexif()) else None
         mode = im.mode
-    alpha, note = None, wide
+    alpha, note = None, None
+    if ";16" in raw and mode in (
+        "RGB",
+        "RGBA",
+    ):  # PIL keeps the high byte of 16-bit colour (and grey + alpha)
+        grey = raw.startswith("LA")
+        if grey:
+            im, mode = im.convert("LA"), "LA"  # exact: PIL opened it as RGBA with R = G = B
+        note = f"16-bit {'greyscale' if grey else 'colour'} reduced to 8 bits (high bytes) before protecting"
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
         im = im.convert("LA" if mode == "LA" else "RGBA")
         alpha = np.asarray(im.getchannel("A")).copy()
@@ -220,9 +237,11 @@ def load_image(path: str | Path, *, root: str | Path | None = None, keep_exif: b
     if frames > 1:
         notes.append(f"only the first of {frames} frames was protected and saved")
     if any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught):
-        megapixels = pixels.shape[0] * pixels.shape[1] / 1e6
+        # PIL decodes up to twice its limit with a warning and refuses more (DecompressionBombError, in `_opened`)
+        megapixels, limit = pixels.shape[0] * pixels.shape[1] / 1e6, (Image.MAX_IMAGE_PIXELS or 0) / 1e6
         notes.append(
-            f"{megapixels:.0f} megapixels: protecting it needs about {megapixels * 0.14:.0f} GB of memory"
+            f"{megapixels:.0f} megapixels, over PIL's decompression-bomb warning limit of {limit:.0f}: read, "
+            "as it is under twice that; make sure it is a real photo"
         )
         log.warning("%s: %s", path, notes[-1])
     label = rel.parts[0] if len(rel.parts) > 1 else None
@@ -254,7 +273,7 @@ def _opened(path: Path) -> Iterator[tuple[Image.Image, list[warnings.WarningMess
     one `UnreadableImageError`, and PIL's decompression-bomb warnings recorded for the caller instead of printed."""
     if path.suffix.lower() in HEIC_SUFFIXES and not HEIC_READABLE:
         raise UnreadableImageError(
-            f"cannot read {path}: HEIC needs pillow-heif (pip install 'protect[heic]')"
+            f"cannot read {path}: HEIC needs the pillow-heif plugin (pip install pillow-heif)"
         )
     if path.is_symlink() and not path.exists():
         raise UnreadableImageError(
@@ -271,15 +290,12 @@ def _opened(path: Path) -> Iterator[tuple[Image.Image, list[warnings.WarningMess
         raise UnreadableImageError(f"cannot read {path}: {e}") from e
 
 
-def _sixteen_bit_colour(im: Image.Image) -> str | None:
-    """A note when PIL reads 16-bit-per-channel colour (a 48- or 64-bit PNG or TIFF) as 8-bit RGB(A), keeping the
-    high byte of each value: what is protected is that 8-bit reduction, not the original. Decided from the decoder's
-    raw mode, before `load` clears it."""
-    args = [tile[3] for tile in im.tile]  # the decoder's arguments; the raw mode first when a tuple
-    raw = [a[0] if isinstance(a, tuple) and a else a for a in args]
-    if im.mode in ("RGB", "RGBA") and any(isinstance(r, str) and ";16" in r for r in raw):
-        return "16-bit colour reduced to 8 bits before protecting"
-    return None
+def _raw_mode(im: Image.Image) -> str:
+    """How the file stores its pixels, as the decoder reads them ('RGB;16B' for a 48-bit PNG, whose mode PIL
+    reports as plain 'RGB'); read before `load` clears it."""
+    args = im.tile[0][3] if im.tile else ""  # the decoder's arguments; the raw mode first when a tuple
+    raw = args[0] if isinstance(args, tuple) and args else args
+    return raw if isinstance(raw, str) else ""
 
 
 def icc_describes(icc: bytes, channels: int) -> bool:
@@ -412,9 +428,10 @@ def encode(picture: Picture, fmt: str = "png", quality: int = 95) -> bytes:
 
 def decode_pixels(data: bytes, like: Picture) -> np.ndarray:
     """Decode `encode`'s output back to the colour pixels, to measure exactly what was saved."""
-    with Image.open(io.BytesIO(data)) as im:
-        im = im.convert("L" if like.pixels.shape[2] == 1 else "RGB")
-        arr = np.asarray(im, dtype=np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own file: noted when read
+        with Image.open(io.BytesIO(data)) as im:
+            arr = np.asarray(im.convert("L" if like.pixels.shape[2] == 1 else "RGB"), dtype=np.uint8)
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 

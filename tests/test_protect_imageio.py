@@ -28,15 +28,15 @@ def _png(path: Path, seed: int = 0, shape=(12, 10, 3)) -> Path:
     return path
 
 
-def _png16(path: Path, rgb: np.ndarray) -> None:
-    """A 48-bit RGB PNG, written by hand: PIL saves no 16-bit colour."""
-    h, w, _ = rgb.shape
-    raw = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in rgb)
+def _png16(path: Path, pixels: np.ndarray) -> None:
+    """A 16-bit RGB (3 channels) or grey + alpha (2) PNG, written by hand: PIL saves neither."""
+    h, w, channels = pixels.shape
+    raw = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in pixels)
 
     def chunk(tag: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
 
-    header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    header = struct.pack(">IIBBBBB", w, h, 16, {3: 2, 2: 4}[channels], 0, 0, 0)
     body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
 
@@ -57,11 +57,33 @@ def test_linked_folders_are_followed_but_loops_and_links_into_the_destination_ar
         load_image(src / "gone.jpg")
 
 
+def test_each_real_folder_is_listed_once_and_unfollowable_links_are_listed_to_be_skipped(tmp_path):
+    src = tmp_path / "src"
+    for name in "abc":
+        _png(src / name / f"{name}.png")
+    for name in "abc":  # every folder links to every other: listing each path would grow factorially
+        for other in "abc":
+            if other != name:
+                (src / name / f"to-{other}").symlink_to(src / other)
+    (src / "self.png").symlink_to(src / "self.png")  # a loop: following it fails
+    os.mkfifo(tmp_path / "pipe")
+    (src / "pipe.png").symlink_to(tmp_path / "pipe")  # reading it would block forever
+    found = [p.relative_to(src).as_posix() for p in find_images(src)]
+    assert found == ["a/a.png", "b/b.png", "c/c.png", "self.png"]
+    assert "cannot read" in probe_image(src / "self.png")
+    linked_only = tmp_path / "linked"
+    _png(tmp_path / "real" / "x.png")
+    (linked_only / "sub").mkdir(parents=True)
+    (linked_only / "sub" / "to-real").symlink_to(tmp_path / "real")
+    (linked_only / "again").symlink_to(tmp_path / "real")
+    assert [p.relative_to(linked_only).as_posix() for p in find_images(linked_only)] == ["again/x.png"]
+
+
 def test_a_heic_photo_without_its_plugin_is_listed_and_refused_with_the_fix(tmp_path, monkeypatch):
     monkeypatch.setattr(imageio, "HEIC_READABLE", False)
     (tmp_path / "phone.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")
     assert find_images(tmp_path) == [tmp_path / "phone.HEIC"]
-    assert "pip install 'protect[heic]'" in probe_image(tmp_path / "phone.HEIC")
+    assert "pip install pillow-heif" in probe_image(tmp_path / "phone.HEIC")
 
 
 def test_probe_reads_headers_only_and_names_what_is_wrong(tmp_path):
@@ -76,19 +98,30 @@ def test_sixteen_bit_colour_is_read_as_its_high_bytes_with_a_note(tmp_path):
     _png16(tmp_path / "deep.png", rgb)
     picture = load_image(tmp_path / "deep.png")
     np.testing.assert_array_equal(picture.pixels, rgb >> 8)
-    assert picture.meta["note"] == "16-bit colour reduced to 8 bits before protecting"
+    assert picture.meta["note"] == "16-bit colour reduced to 8 bits (high bytes) before protecting"
     assert "note" not in load_image(_png(tmp_path / "plain.png")).meta
+    grey_alpha = np.random.default_rng(2).integers(0, 2**16, (5, 4, 2)).astype(np.uint16)
+    _png16(tmp_path / "la.png", grey_alpha)  # PIL opens it as RGBA: it must stay grey
+    picture = load_image(tmp_path / "la.png")
+    np.testing.assert_array_equal(picture.pixels[:, :, 0], grey_alpha[:, :, 0] >> 8)
+    np.testing.assert_array_equal(picture.alpha, grey_alpha[:, :, 1] >> 8)
+    assert picture.pixels.shape == (5, 4, 1) and "16-bit greyscale" in picture.meta["note"]
 
 
-def test_a_very_large_image_gets_a_memory_note_instead_of_a_raw_warning(tmp_path, monkeypatch, caplog):
+def test_a_very_large_image_gets_a_note_and_a_log_line_instead_of_a_raw_warning(
+    tmp_path, monkeypatch, caplog
+):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 120 pixels: over the limit, under twice it
     path = _png(tmp_path / "big.png")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # PIL's own DecompressionBombWarning would fail here
         with caplog.at_level(logging.WARNING, logger="protect.imageio"):
             picture = load_image(path)
-    assert "megapixels: protecting it needs about" in picture.meta["note"]
+    assert "megapixels, over PIL's decompression-bomb warning limit of 0: read" in picture.meta["note"]
     assert "megapixels" in caplog.text
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        decode_pixels(encode(picture, "jpeg"), picture)  # our own saved copy is read back without a warning
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)  # over twice the limit: refused unread
     assert "too large to decode safely" in probe_image(path)
 

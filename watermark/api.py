@@ -23,7 +23,15 @@ import numpy as np
 
 from protect.batch import CopyJob, WriteOptions
 from protect.errors import ConfigError, ProtectError
-from protect.imageio import find_images, load_image, load_npz, overlong_output, plan_outputs, relative
+from protect.imageio import (
+    find_images,
+    load_image,
+    load_npz,
+    overlong_output,
+    plan_outputs,
+    relative,
+    require_images,
+)
 from watermark.backends import WatermarkBackend, check_fits, check_payload, check_strength, create_backend
 from watermark.codec import (
     CRC_BITS,
@@ -105,7 +113,7 @@ def markable_files(
     Decided before combinations are assigned: a file skipped after assignment would keep its combination
     (and maybe the only copy of a chunk) out of the release while the manifest counted it.
     """
-    files = find_images(src, exclude=(dst,))
+    files = require_images(src, exclude=(dst,))
     outputs = plan_outputs(dst, [relative(p, src) for p in files], fmt)
     good, bad = [], []
     for path in files:
