@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,18 @@ def _line(m: Any) -> str:
     extra = f" score={m.score:.4f}" if m.score is not None else ""
     status = "" if m.status == "active" else f" [{m.status}]"
     tags = f" #{' #'.join(m.tags)}" if m.tags else ""
-    return f"{m.id:>6}  {when}  {m.agent}{status}{extra}{tags}\n        {m.content}"
+    return f"{m.id:>6}  {when}  {shown(m.agent)}{status}{extra}{shown(tags)}\n        {shown(m.content)}"
+
+
+def shown(text: str) -> str:
+    """Text an agent wrote, safe to print on a terminal: control characters (escape sequences could retitle the
+    window, clear the screen or overwrite a `[quarantined]` marker) and bidirectional overrides are shown as
+    `\\x1b`-style escapes instead of acting."""
+    return "".join(ch.encode("unicode_escape").decode("ascii") if _acts(ch) else ch for ch in text)
+
+
+def _acts(ch: str) -> bool:
+    return unicodedata.category(ch) == "Cc" or "\u202a" <= ch <= "\u202e" or "\u2066" <= ch <= "\u2069"
 
 
 @click.group()
@@ -186,8 +198,13 @@ def forget(
     click.echo(f"{verb} {len(receipt.ids)} memories: ids {', '.join(map(str, receipt.ids[:20]))}")
     click.echo("removed rows: " + ", ".join(f"{k}={v}" for k, v in receipt.counts.items()))
     if not dry_run:
+        scanned = (
+            ""
+            if receipt.checked_texts >= len(receipt.ids)
+            else f" ({receipt.checked_texts} of {len(receipt.ids)} erased texts scanned)"
+        )
         state = {
-            True: "no erased text found in the database files",
+            True: f"no erased text found in the database files{scanned}",
             False: "RESIDUE FOUND",
             None: "not checked",
         }
@@ -290,7 +307,7 @@ def approve(memory_id: int, db_path: Path | None, embedder: str) -> None:
     """
     with _open(db_path, embedder) as store:
         m = store.approve(memory_id)
-    click.echo(f"approved {m.id}: {m.content}")
+    click.echo(f"approved {m.id}: {shown(m.content)}")
 
 
 @memory.command()

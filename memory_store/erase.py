@@ -156,7 +156,13 @@ def forget(
             f"erased {len(chosen)} memories, but their ranking-feedback rows (ids and query hashes, no text) "
             f"remain until the next recall or forget finds the file free: {e}"
         ) from e
-    receipt.wal_truncated = db.compact(conn) and store.feedback.compact()
+    try:
+        receipt.wal_truncated = db.compact(conn) and store.feedback.compact()
+    except ProtectError as e:  # the rows are gone (committed above); their text may remain in free pages
+        raise IntegrityError(
+            f"erased {len(chosen)} memories, but compacting the database failed ({e}); their text may remain in "
+            "free pages or the -wal file until it succeeds: fix that and run the same forget again to finish"
+        ) from e
     receipt.vacuumed = True
     _verify(store, [rows[i].content for i in chosen], receipt)
     return receipt

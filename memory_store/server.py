@@ -30,8 +30,14 @@ Text = Annotated[str, Field(min_length=1, max_length=16_000)]
 Query = Annotated[str, Field(max_length=4_000)]
 Namespace = Annotated[str, Field(pattern=r"^[\w.:@/+-]{1,128}$")]
 Tag = Annotated[str, Field(min_length=1, max_length=64)]
-Limit = Annotated[int, Field(ge=1, le=100)]
-MemoryId = Annotated[int, Field(ge=0, le=MAX_ID)]  # SQLite's rowid range: larger ids fail as one line
+# strict: pydantic would otherwise read `true` as 1 and "1" or 1.0 as an id (an agent's `forget(memory_id=true)`
+# erased memory 1) and "false" as a bool
+Limit = Annotated[int, Field(ge=1, le=100, strict=True)]
+MemoryId = Annotated[
+    int, Field(ge=0, le=MAX_ID, strict=True)
+]  # SQLite's rowid range: larger ids fail as one line
+Importance = Annotated[int, Field(ge=1, le=10, strict=True)]
+Flag = Annotated[bool, Field(strict=True)]
 
 
 def canonical_agent(name: str | None) -> str:
@@ -112,7 +118,7 @@ def build_server(
         ctx: Context,
         tags: list[Tag] | None = None,
         namespace: Namespace = DEFAULT_NAMESPACE,
-        importance: Annotated[int, Field(ge=1, le=10)] = 5,
+        importance: Importance = 5,
     ) -> dict[str, Any]:
         """Store a durable fact. Duplicates confirm the existing memory; suspicious writes are quarantined."""
         who, session = ids.resolve(ctx)
@@ -147,7 +153,7 @@ def build_server(
         query: Query | None = None,
         tag: Tag | None = None,
         namespace: Namespace | None = None,
-        dry_run: bool = False,
+        dry_run: Flag = False,
     ) -> dict[str, Any]:
         """Erase memories completely (rows, index, graph, embeddings, events, feedback) and return a receipt.
 

@@ -93,8 +93,9 @@ def fts_query(
 ) -> str | None:
     """A MATCH expression built only from quoted word tokens, so no user text is FTS5 syntax.
 
-    Every token becomes a double-quoted string (FTS5's own escaping), joined by OR (`mode="any"`, for ranking)
-    or AND (`mode="all"`, for `forget` by query). Stopwords are dropped unless nothing else is left.
+    Every token becomes a double-quoted string (FTS5's own escaping), joined by OR (`mode="any"`, for ranking,
+    the first `max_terms` only) or AND (`mode="all"`, for `forget` by query: every term, since dropping one would
+    erase memories that lack it). Stopwords are dropped unless nothing else is left.
     `columns` (fixed names, never user text) restricts the match to those index columns.
     Returns None when the text has no word characters at all.
     """
@@ -107,7 +108,8 @@ def fts_query(
     if not seen:
         return None
     joiner = " OR " if mode == "any" else " AND "
-    expr = joiner.join('"' + t.replace('"', '""') + '"' for t in seen[:max_terms])
+    terms = seen[:max_terms] if mode == "any" else seen
+    expr = joiner.join('"' + t.replace('"', '""') + '"' for t in terms)
     return f"{{{' '.join(columns)}}} : ({expr})" if columns else expr
 
 

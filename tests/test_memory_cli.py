@@ -74,3 +74,13 @@ def test_a_database_path_under_a_file_is_an_argument_error(tmp_path):
     r = run("add", "x", "--db", str(tmp_path / "afile" / "m.db"), "--embedder", "tfidf")
     assert r.exit_code == 2 and r.output == f"Error: cannot write to {tmp_path / 'afile'}: Not a directory\n"
     assert (tmp_path / "afile").read_text() == "not a folder"
+
+
+def test_text_an_agent_wrote_cannot_drive_the_terminal(tmp_path):
+    """An escape sequence in a memory could retitle the window, clear the screen or hide `[quarantined]`."""
+    db = ["--db", str(tmp_path / "m.db"), "--embedder", "tfidf"]
+    assert run("add", "esc \x1b]0;pwned\x07 \x1b[2J and \u202e reversed", *db).exit_code == 0
+    for args in (["list"], ["search", "esc reversed"]):
+        res = run(*args, *db)
+        assert res.exit_code == 0 and "\x1b" not in res.output and "\u202e" not in res.output
+        assert "esc \\x1b]0;pwned\\x07 \\x1b[2J and \\u202e reversed" in res.output

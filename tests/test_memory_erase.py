@@ -77,3 +77,11 @@ def test_wipe_feedback_alone(store):
     assert store.feedback.served() > 0
     store.feedback.wipe()
     assert store.feedback.served() == 0 and store.stats()["memories"] == 32
+
+
+def test_forget_by_a_long_query_needs_every_one_of_its_words(store):
+    """A query of more than 32 words once kept only the first 32: a memory lacking the rest was erased."""
+    words = " ".join(f"w{i:02d}" for i in range(32))
+    kept = store.remember(f"{words} keepme").id
+    assert store.forget(query=f"{words} differentword", dry_run=True).ids == []
+    assert store.forget(query=f"{words} keepme", dry_run=True).ids == [kept]

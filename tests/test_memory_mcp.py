@@ -74,6 +74,11 @@ def test_trust_signals_flow_through_mcp(tmp_path, protect_home):
                 huge = await call(c, tool, memory_id=10**30)
                 assert "less than or equal to 9223372036854775807" in huge["error"]
             assert "error" in await call(c, "remember", content="ok", namespace="bad name!")
+            for wrong in ({"memory_id": True}, {"memory_id": "1"}, {"memory_id": 1.0}, {"dry_run": "false"}):
+                # pydantic's lax mode read `true` as id 1: an agent's forget(memory_id=true) erased memory 1
+                assert "error" in await call(c, "forget", **({"memory_id": 1} | wrong))
+            assert "error" in await call(c, "remember", content="ok", importance=True)
+            assert "error" in await call(c, "recall", query="x", limit=True)
             assert (await call(c, "list_recent"))["memories"][0]["id"] == 1
             assert (await call(c, "related", memory_id=1))["memories"] == []
 
