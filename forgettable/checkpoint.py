@@ -26,7 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 
 from protect.errors import ConfigError, IntegrityError
-from protect.paths import naming_errors
+from protect.paths import naming_errors, swap_folder
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -121,16 +121,11 @@ def write_checkpoint(
             for name, blob in blobs.items():
                 _write(tmp / name, blob)
             _fsync_all([tmp / name for name in blobs] + [tmp])
-        if dest.exists():
-            old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
-            os.rename(dest, old)
-            os.rename(tmp, dest)
-            _fsync_all([dest.parent])
+        old = swap_folder(tmp, dest)
+        _fsync_all([dest.parent])
+        if old is not None:
             for path in [old, *(p for p in stale if _abandoned(p))]:
                 shutil.rmtree(path, ignore_errors=True)  # another save may have removed it already
-        else:
-            os.rename(tmp, dest)
-            _fsync_all([dest.parent])
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

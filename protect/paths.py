@@ -140,3 +140,15 @@ def writable(folder: str | os.PathLike[str]) -> None:
         tempfile.TemporaryFile(dir=probe).close()
     except OSError as e:
         raise ConfigError(f"cannot write to {folder}: {e.strerror or e}") from e
+
+
+def swap_folder(tmp: Path, dest: Path) -> Path | None:
+    """Put the complete folder `tmp` at `dest` by renames, so a crash leaves the old folder or the new one, never
+    a mix of their files. The old one is renamed to `.NAME.old-*` first and that path is returned (None when there
+    was none) for the caller to delete once it has synced the parent; between the renames it is all there is."""
+    old = None
+    if dest.exists():
+        old = dest.parent / f".{dest.name}.old-{secrets.token_hex(4)}"
+        os.rename(dest, old)
+    os.rename(tmp, dest)
+    return old

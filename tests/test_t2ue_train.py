@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 from click.testing import CliRunner
+from PIL import Image
 
 from protect.cli import cli
 from unlearnable.t2ue import generate_noise
@@ -164,3 +165,52 @@ def test_train_refuses_unusable_arguments_before_training(tmp_path):
         assert isinstance(res.exception, SystemExit), res.output
     assert (tmp_path / "afile").read_text() == "not a folder"
     assert not any((tmp_path / f"g{i}").exists() for i in range(1, 6))  # no half-built generator folder
+
+
+def test_train_never_replaces_what_is_not_its_own_generator(tmp_path):
+    """`--out` once overwrote any folder: a trained model (left unreadable), a photo folder, PAIRS itself."""
+    rng = np.random.default_rng(4)
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    lines = ["file,caption"]
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(pairs / f"{i}.png")
+        lines.append(f"{i}.png,a photo of thing {i}")
+    (pairs / "captions.csv").write_text("\n".join(lines) + "\n")
+    model = tmp_path / "model"
+    model.mkdir()
+    for name, text in (
+        ("config.json", '{"format": "protect.forgettable/1"}'),
+        ("optimizer.safetensors", "x"),
+    ):
+        (model / name).write_text(text)
+    base = [
+        "t2ue",
+        "train",
+        str(pairs),
+        "--epochs",
+        "1",
+        "--clip-epochs",
+        "1",
+        "--size",
+        "16",
+        "--device",
+        "cpu",
+    ]
+    for out, message in [
+        (model, "is not a T2UE generator folder"),
+        (pairs, "inside PAIRS"),
+        (pairs / "gen", "inside PAIRS"),
+    ]:
+        res = CliRunner().invoke(cli, [*base, "--out", str(out)])
+        assert res.exit_code == 2 and message in res.output, res.output
+    assert sorted(p.name for p in model.iterdir()) == ["config.json", "optimizer.safetensors"]
+    assert CliRunner().invoke(cli, [*base, "--out", str(tmp_path / "gen")]).exit_code == 0
+    before = (tmp_path / "gen" / "model.safetensors").read_bytes()
+    res = CliRunner().invoke(cli, [*base, "--out", str(tmp_path / "gen"), "--seed", "1"])
+    assert res.exit_code == 2 and "pass --overwrite" in res.output
+    assert (tmp_path / "gen" / "model.safetensors").read_bytes() == before
+    res = CliRunner().invoke(cli, [*base, "--out", str(tmp_path / "gen"), "--seed", "1", "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "gen" / "model.safetensors").read_bytes() != before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gen", "model", "pairs"]  # no .tmp / .old left

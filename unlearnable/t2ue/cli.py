@@ -68,6 +68,7 @@ def t2ue() -> None:
     show_default=True,
     help="Generator learning rate (AdamW, cosine).",
 )
+@click.option("--overwrite", is_flag=True, help="Replace an existing generator folder at --out.")
 @device_options
 def train(
     pairs: Path,
@@ -81,6 +82,7 @@ def train(
     size: int,
     gen_size: int | None,
     lr: float,
+    overwrite: bool,
     device: str,
     seed: int,
 ) -> None:
@@ -110,6 +112,7 @@ def train(
         lr=lr,
         seed=seed,
         device=device,
+        overwrite=overwrite,
     )
     click.echo(
         f"generator -> {out}  ({summary['pairs']} pairs, {summary['seconds']} s; surrogate InfoNCE clean "

@@ -18,6 +18,9 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
+import secrets
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,11 +29,20 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from protect.devices import resolve_device
-from protect.errors import ConfigError
+from protect.errors import ConfigError, ProtectError
+from protect.paths import swap_folder
 from unlearnable.t2ue.data import load_pairs
-from unlearnable.t2ue.generator import GeneratorConfig, create_generator, save_generator
+from unlearnable.t2ue.generator import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    GeneratorConfig,
+    create_generator,
+    read_config,
+    save_generator,
+)
 from unlearnable.t2ue.pipeline import SURROGATE_DIR
 from unlearnable.t2ue.surrogate import (
     TINY_CLIP,
@@ -209,6 +221,7 @@ def train_t2ue(
     device: str = "cpu",
     clip_config: dict[str, Any] | None = None,
     generator_options: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train a generator folder from image-caption pairs; returns a summary (losses, seconds).
 
@@ -222,6 +235,7 @@ def train_t2ue(
     """
     native = gen_size or max(8, image_size // 2)
     check_train_args(out, lr=lr, native=native, eps=eps, arch=arch)
+    check_out(out, pairs, overwrite=overwrite)
     if pretrained and clip is None:
         raise ConfigError("--pretrained needs --clip MODEL")
     if clip is not None and not pretrained:
@@ -271,26 +285,36 @@ def train_t2ue(
         },
     )
     summary["seconds"] = round(time.perf_counter() - t0, 1)
-    if clip is None:  # saved only now, so a failed run leaves no half-built generator folder
-        save_clip(surrogate, Path(out) / SURROGATE_DIR)
-    save_generator(
-        generator,
-        out,
-        extra={
-            "surrogate": surrogate.spec,
-            "training": {
-                "epochs": epochs,
-                "clip_epochs": clip_epochs if clip is None else 0,
-                "lr": lr,
-                "batch_size": batch_size,
-                "seed": seed,
-                "pairs": len(captions),
-                "final_clean_loss": summary["final_clean_loss"],
-                "final_protected_loss": summary["final_protected_loss"],
-            },
-        },
-    )
+    dest = Path(os.path.realpath(out))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.tmp-{secrets.token_hex(4)}"
+    try:  # built beside --out and swapped in whole: a killed save never pairs one run's files with another's
+        training = {
+            "epochs": epochs,
+            "clip_epochs": clip_epochs if clip is None else 0,
+            "lr": lr,
+            "batch_size": batch_size,
+            "seed": seed,
+            "pairs": len(captions),
+            "final_clean_loss": summary["final_clean_loss"],
+            "final_protected_loss": summary["final_protected_loss"],
+        }
+        local_clip = surrogate if clip is None else None
+        _save(tmp, generator, local_clip, {"surrogate": surrogate.spec, "training": training})
+        old = swap_folder(tmp, dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     return summary
+
+
+def _save(folder: Path, generator: nn.Module, local_clip: Surrogate | None, extra: dict[str, Any]) -> None:
+    """Write a generator folder: the locally trained surrogate (`surrogate/`, when there is one), the generator."""
+    if local_clip is not None:
+        save_clip(local_clip, folder / SURROGATE_DIR)
+    save_generator(generator, folder, extra=extra)
 
 
 def check_train_args(out: str | Path, *, lr: float, native: int, eps: float, arch: str) -> None:
@@ -305,6 +329,28 @@ def check_train_args(out: str | Path, *, lr: float, native: int, eps: float, arc
             "pick --size 16, 32, 64, ... or set --gen-size)"
         )
     GeneratorConfig(arch=arch, image_size=native, eps=eps)  # arch and eps, with the generator's own messages
+
+
+GENERATOR_FILES = {CONFIG_NAME, WEIGHTS_NAME, SURROGATE_DIR}
+
+
+def check_out(out: str | Path, pairs: str | Path, *, overwrite: bool) -> None:
+    """Refuse an `--out` whose replacement would destroy something: a folder that is not a generator (a model, a
+    photo folder), a generator without `overwrite`, or PAIRS itself or a folder inside it."""
+    dest, source = Path(os.path.realpath(out)), Path(os.path.realpath(pairs))
+    if dest == source or source in dest.parents:
+        raise ConfigError(f"--out {out} is or lies inside PAIRS {pairs}; choose a folder outside it")
+    if not dest.is_dir() or not any(dest.iterdir()):
+        return
+    names = {p.name for p in dest.iterdir()}
+    try:
+        generator = names <= GENERATOR_FILES and "generator" in read_config(dest)
+    except ProtectError:
+        generator = False
+    if not generator:
+        raise ConfigError(f"--out {out} exists and is not a T2UE generator folder; choose a new folder")
+    if not overwrite:
+        raise ConfigError(f"--out {out} holds a generator; pass --overwrite to replace it")
 
 
 def _tiny_config(image_size: int) -> dict[str, Any]:
