@@ -79,6 +79,31 @@ def is_checkpoint(directory: str | Path) -> bool:
     return (Path(directory) / CONFIG).is_file()
 
 
+def check_destination(directory: str | Path, *, outside: tuple[str | Path, ...] = ()) -> Path:
+    """The real path a checkpoint may be written to, or a one-line refusal: an existing folder that is not a
+    model, or holds files besides it (the swap would delete them), the current folder, or a folder that is or
+    lies inside one of `outside` (the training data, the model being forgotten from). Callers check before the
+    work that a refusal would waste; `write_checkpoint` checks again."""
+    dest = Path(os.path.realpath(directory))
+    for other in outside:
+        real = Path(os.path.realpath(other))
+        if dest == real or real in dest.parents:
+            raise ConfigError(f"--out {directory} is or lies inside {other}; choose a folder outside it")
+    if dest.exists():
+        if not is_checkpoint(dest):
+            raise ConfigError(f"{directory} exists and is not a model folder; choose a new --out")
+        extra = sorted(p.name for p in dest.iterdir() if p.name not in (CONFIG, WEIGHTS, OPTIMIZER))
+        if extra:
+            raise ConfigError(
+                f"{directory} holds files besides the model ({', '.join(extra[:3])}"
+                f"{', ...' if len(extra) > 3 else ''}), which replacing the folder would delete: move them out"
+            )
+        here = Path.cwd().resolve()
+        if here == dest or dest in here.parents:
+            raise ConfigError(f"{directory} is or holds the current folder: run this from outside it")
+    return dest
+
+
 def write_checkpoint(
     directory: str | Path,
     meta: dict[str, Any],
@@ -93,19 +118,7 @@ def write_checkpoint(
     Copies left by an interrupted earlier swap (`stale_copies`) hold superseded tensors, such as a deleted
     prompt, and are removed once the new folder is in place (`_abandoned`: a `.tmp-*` only when it is old).
     """
-    dest = Path(os.path.realpath(directory))
-    if dest.exists():
-        if not is_checkpoint(dest):
-            raise ConfigError(f"{directory} exists and is not a model folder; choose a new --out")
-        extra = sorted(p.name for p in dest.iterdir() if p.name not in (CONFIG, WEIGHTS, OPTIMIZER))
-        if extra:
-            raise ConfigError(
-                f"{directory} holds files besides the model ({', '.join(extra[:3])}"
-                f"{', ...' if len(extra) > 3 else ''}), which replacing the folder would delete: move them out"
-            )
-        here = Path.cwd().resolve()
-        if here == dest or dest in here.parents:
-            raise ConfigError(f"{directory} is or holds the current folder: run this from outside it")
+    dest = check_destination(directory)
     stale = stale_copies(dest)  # superseded versions, removed once the new folder is in place
     dest.parent.mkdir(parents=True, exist_ok=True)
     blobs = {

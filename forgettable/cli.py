@@ -6,6 +6,7 @@ Thin commands: each parses options, calls one function of the library and render
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -114,12 +115,14 @@ def train(
     Example:
         protect model train photos/ --out my-model --epochs 20
     """
+    from forgettable.checkpoint import check_destination
     from forgettable.data import load_labeled
     from forgettable.train import Recipe, fit
 
     if Path(out).exists() and not overwrite:
         raise ConfigError(f"{out} exists; pass --overwrite to replace it (with its forgetting log)")
-    writable(Path(out).parent)  # before training, not after it
+    check_destination(out, outside=(data,))  # before training, not after it
+    writable(Path(out).parent)
     start = time.perf_counter()
     dataset = load_labeled(data)
     backbone_state, arch = None, None
@@ -197,11 +200,14 @@ def forget(model_dir: str, classes: str, exact: tuple[str, ...], out: str | None
         protect model forget my-model --classes cat,dog
         protect model forget my-model --class "Smith, John"
     """
+    from forgettable.checkpoint import check_destination
     from forgettable.forget import forget_checkpoint
 
     names = [c.strip() for c in classes.split(",") if c.strip()] + list(exact)
     if not names:
         raise click.UsageError("name the classes to forget: --classes A,B or --class NAME")
+    if out is not None and os.path.realpath(out) != os.path.realpath(model_dir):
+        check_destination(out, outside=(model_dir,))  # a copy inside the model would nest two versions
     result = forget_checkpoint(model_dir, names, out=out)
     copy = Path(result.directory).resolve() != Path(model_dir).resolve()
     if result.forgotten:

@@ -247,3 +247,20 @@ def test_inputs_and_outputs_are_checked_before_training(tmp_path):
         and result.output.count("\n") == 1
     )
     assert not (tmp_path / "m").exists()
+
+
+def test_outputs_that_would_land_on_the_inputs_are_refused_first(workdir, tmp_path):
+    data = workdir / "data.npz"
+    before = data.read_bytes()
+    res = run(
+        "train", str(data), "--out", str(data), "--overwrite", "--epochs", "1"
+    )  # refused before training
+    assert res.exit_code == 2 and "lies inside" in res.output and "trained" not in res.output, res.output
+    folder = tmp_path / "imgs" / "a"
+    folder.mkdir(parents=True)
+    res = run("train", str(tmp_path / "imgs"), "--out", str(tmp_path / "imgs" / "model"), "--epochs", "1")
+    assert res.exit_code == 2 and "lies inside" in res.output
+    res = run("forget", str(workdir / "m"), "--classes", "left", "--out", str(workdir / "m" / "sub"))
+    assert res.exit_code == 2 and "lies inside" in res.output
+    assert not (workdir / "m" / "sub").exists() and data.read_bytes() == before
+    assert "left" in run("info", str(workdir / "m")).output
