@@ -25,6 +25,7 @@ value, and for the MIA positive controls (the same attack where members are know
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -545,13 +546,37 @@ def check_oracle(oracle: PreForgettableModel, forgotten: str, kept: list[str], w
         raise ConfigError(f"--oracle {where} lacks classes the model keeps: {', '.join(missing)}")
 
 
+def check_disjoint(train: LabeledImages, holdout: LabeledImages) -> None:
+    """`--holdout` images must be non-members: one that the model trained on would count as unseen and make
+    the membership-inference test meaningless."""
+    seen = {hashlib.sha256(np.ascontiguousarray(img).tobytes()).digest() for img in train.x}
+    shared = sum(hashlib.sha256(np.ascontiguousarray(img).tobytes()).digest() in seen for img in holdout.x)
+    if shared:
+        raise ConfigError(
+            f"--holdout holds {shared} of the {len(train.x)} images the model trained on; it must hold images "
+            "the model never saw"
+        )
+
+
 def check_original(
     before: PreForgettableModel, model: PreForgettableModel, cid: int, where: str | Path
 ) -> None:
-    """`--original` is this model before forgetting: same classes, and it still has the prompt."""
+    """`--original` is this model before forgetting: same classes, it still has the prompt, and every weight
+    but the prompts is the same (forgetting deletes prompts only), so an unrelated model is refused."""
+    name = model.config.class_names[cid]
+    refusal = ConfigError(f"--original {where} is not this model before forgetting {name!r}")
     if before.config.class_names != model.config.class_names or str(cid) not in before.prompts:
-        name = model.config.class_names[cid]
-        raise ConfigError(f"--original {where} is not this model before forgetting {name!r}")
+        raise refusal
+    mine, theirs = _shared(model), _shared(before)
+    if mine.keys() != theirs.keys() or any(
+        mine[k].shape != theirs[k].shape or not torch.equal(mine[k], theirs[k]) for k in mine
+    ):
+        raise refusal
+
+
+def _shared(model: PreForgettableModel) -> dict[str, torch.Tensor]:
+    """The weights forgetting leaves alone: everything but the per-class prompts."""
+    return {k: v for k, v in model.state_dict().items() if not k.startswith("prompts.")}
 
 
 def audit_directory(
@@ -588,14 +613,15 @@ def audit_directory(
             f"DATA classes {data.class_names} differ from the model's {model.config.class_names}"
         )
     recipe = Recipe.stored(model.recipe, Path(model_dir) / "config.json")
+    if recipe.data_fingerprint and recipe.data_fingerprint != data.fingerprint():
+        raise ConfigError("DATA is not the data this model was trained on; the audit needs exactly that data")
     if holdout is None:
-        if recipe.data_fingerprint != data.fingerprint() or recipe.holdout_fraction <= 0:
-            raise ConfigError(
-                "DATA is not the data this model was trained on with a held-out split; pass --holdout"
-            )
+        if recipe.holdout_fraction <= 0:
+            raise ConfigError("the model was trained without a held-out split; pass --holdout")
         train, holdout = split_holdout(data, fraction=recipe.holdout_fraction, seed=recipe.seed)
     else:
         train = split_holdout(data, fraction=recipe.holdout_fraction, seed=recipe.seed)[0]
+        check_disjoint(train, holdout)
     check_audit_data(train, holdout, forgotten)
     original = None
     if original_dir is not None and str(cid) not in model.prompts:

@@ -264,3 +264,57 @@ def test_outputs_that_would_land_on_the_inputs_are_refused_first(workdir, tmp_pa
     assert res.exit_code == 2 and "lies inside" in res.output
     assert not (workdir / "m" / "sub").exists() and data.read_bytes() == before
     assert "left" in run("info", str(workdir / "m")).output
+
+
+def test_audit_refuses_inputs_that_would_make_its_verdict_meaningless(workdir, tmp_path):
+    """Members swapped with non-members, or an unrelated "original", once passed every check."""
+    with np.load(workdir / "data.npz") as d:
+        x, y, classes = d["x"], d["y"], d["classes"]
+    np.savez(tmp_path / "other.npz", x=255 - x, y=y, classes=classes)
+    args = ["--forgotten", "right", "--device", "cpu", "--relearn-steps", "1"]
+    res = run(
+        "audit",
+        str(workdir / "m"),
+        "--data",
+        str(tmp_path / "other.npz"),
+        *args,
+        "--holdout",
+        str(workdir / "data.npz"),
+    )
+    assert res.exit_code == 2 and "not the data this model was trained on" in res.output
+    res = run(
+        "audit",
+        str(workdir / "m"),
+        "--data",
+        str(workdir / "data.npz"),
+        *args,
+        "--holdout",
+        str(workdir / "data.npz"),
+    )
+    assert res.exit_code == 2 and "images the model trained on" in res.output
+    assert (
+        run("forget", str(workdir / "m"), "--classes", "right", "--out", str(tmp_path / "f")).exit_code == 0
+    )
+    other = ["--out", str(tmp_path / "o"), "--epochs", "1", "--seed", "5", "--device", "cpu"]
+    assert run("train", str(workdir / "data.npz"), *other).exit_code == 0
+    res = run(
+        "audit",
+        str(tmp_path / "f"),
+        "--data",
+        str(workdir / "data.npz"),
+        *args,
+        "--original",
+        str(tmp_path / "o"),
+    )
+    assert res.exit_code == 2 and "is not this model before forgetting 'right'" in res.output
+    res = run(
+        "audit",
+        str(tmp_path / "f"),
+        "--data",
+        str(workdir / "data.npz"),
+        *args,
+        "--original",
+        str(workdir / "m"),
+        "--json",
+    )
+    assert res.exit_code in (0, 1) and json.loads(res.output)["forgotten"] == "right", res.output
