@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
 import os
+import re
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -390,13 +392,30 @@ def wipe_feedback(db_path: Path | None, embedder: str) -> None:
     click.echo(f"wiped {n} feedback rows")
 
 
+HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*")
+
+
+def bind_host(value: str) -> str:
+    """`--host` as an IP address (IPv6 with or without brackets) or a host name; anything else is a usage error
+    here, not a validation traceback from the HTTP stack at start-up (`999.1.1.1`)."""
+    host = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    if len(host) > 253 or not HOSTNAME.fullmatch(host) or host.replace(".", "").isdigit():
+        raise click.BadParameter(f"{value!r} is neither an IP address nor a host name")
+    return host
+
+
 @memory.command()
 @click.option("--transport", type=click.Choice(["stdio", "http"]), default="stdio", show_default=True)
 @click.option(
     "--host",
     default="127.0.0.1",
     show_default=True,
-    callback=lambda _ctx, _param, v: v[1:-1] if v.startswith("[") and v.endswith("]") else v,
+    callback=lambda _ctx, _param, v: bind_host(v),
     help="HTTP bind address (an IPv6 address with or without brackets).",
 )
 @click.option("--port", type=click.IntRange(1, 65535), default=8417, show_default=True, help="HTTP port.")

@@ -84,3 +84,9 @@ def test_text_an_agent_wrote_cannot_drive_the_terminal(tmp_path):
         res = run(*args, *db)
         assert res.exit_code == 0 and "\x1b" not in res.output and "\u202e" not in res.output
         assert "esc \\x1b]0;pwned\\x07 \\x1b[2J and \\u202e reversed" in res.output
+
+
+def test_an_unusable_bind_address_is_one_line(tmp_path):
+    res = run("serve", "--transport", "http", "--host", "999.1.1.1", "--db", str(tmp_path / "m.db"))
+    assert res.exit_code == 2 and "neither an IP address nor a host name" in res.output
+    assert not (tmp_path / "m.db").exists()

@@ -403,3 +403,23 @@ def test_classwise_noise_on_a_flat_folder_says_why_each_image_is_skipped(tmp_pat
         "lies in no class sub-folder, and class-wise noise is applied by folder name (cat, dog)" in res.output
     )
     assert "None" not in res.output
+
+
+def test_a_file_name_matches_across_unicode_normal_forms(tmp_path):
+    """macOS stores 'é' as e + U+0301 (NFD); a spreadsheet's CSV holds U+00E9 (NFC): the photo was skipped."""
+    import unicodedata
+
+    src = tmp_path / "photos"
+    src.mkdir()
+    name = unicodedata.normalize("NFD", "café.png")
+    Image.fromarray(np.full((8, 8, 3), 100, np.uint8)).save(src / name)
+    noise = NoiseSet(
+        delta=np.full((1, 8, 8, 3), 4 / 255, np.float32),
+        captions=["a cup"],
+        files=[unicodedata.normalize("NFC", "café.png")],
+        meta={"eps": 8 / 255},
+    )
+    noise.save(tmp_path / "noise.npz")
+    assert apply_noise(tmp_path / "noise.npz", src, tmp_path / "out") == 0
+    report = json.loads((tmp_path / "out-report" / "protect-report.json").read_text())
+    assert len(report["images"]) == 1 and report["skipped"] == []

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import unicodedata
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,7 +274,7 @@ def write_protected(
                     else "it lies in no class sub-folder, and class-wise noise is applied by folder name"
                 ) + f" ({', '.join(by_class)})"
             elif by_file is not None:
-                delta = by_file.get(picture.rel.as_posix())
+                delta = by_file.get(_file_key(picture.rel.as_posix()))
                 missing = "no caption for this file in the captions CSV"
             else:
                 delta, missing = noise.delta[order[str(path)]], ""
@@ -287,14 +288,21 @@ def write_protected(
 
 
 def _by_file(noise: NoiseSet) -> dict[str, np.ndarray] | None:
-    """Noise by normalised relative path; two entries for one file would silently drop one, so that is refused."""
+    """Noise by normalised relative path (`_file_key`); two entries for one file would silently drop one, so
+    that is refused."""
     if not noise.files:
         return None
-    names = [clean_file_name(f) for f in noise.files]
+    names = [_file_key(f) for f in noise.files]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise IntegrityError(f"the noise file lists {dup!r} more than once")
     return dict(zip(names, noise.delta, strict=True))
+
+
+def _file_key(name: str) -> str:
+    """How a captions CSV's file name meets a file on disk: as a clean relative path in Unicode NFC, since the
+    same name is often NFD on disk (macOS writes `é` as e + U+0301) and NFC in a spreadsheet."""
+    return unicodedata.normalize("NFC", clean_file_name(name))
 
 
 def _npz_deltas(noise: NoiseSet, data: ArrayDataset) -> np.ndarray:
