@@ -981,12 +981,17 @@ class MemoryStore:
         files = {os.path.realpath(f"{f}{end}") for f in ours if f for end in ("", "-wal", "-shm", "-journal")}
         if target in files:  # the rename would replace the database it is reading with its export
             raise ConfigError(f"{dest} is one of this store's database files; export to another path")
-        n = 0
+        n, now = 0, time.time()
+        distrusted = set(self._untrusted(now))
         with atomic_path(dest, private=True) as tmp, open(tmp, "w", encoding="utf-8") as fh:
             for m in self.iter_memories(namespace=namespace):
                 d = m.to_dict()
                 for k in ("score", "trust", "content_hash"):
                     d.pop(k)
+                if m.agent in distrusted and m.status == "active":
+                    # its agent's trust (rebuilt from events, which are not exported) would start afresh in the
+                    # restored store and serve it again: it is restored quarantined, as the trust layer left it
+                    d["status"], d["flags"] = "quarantined", [*d.get("flags", []), "agent_distrusted"]
                 fh.write(json.dumps(d, ensure_ascii=False) + "\n")
                 n += 1
         return n
