@@ -595,6 +595,11 @@ class MemoryStore:
             ]
             with db.transaction(self.conn, busy_timeout=self.busy_timeout):
                 trust.ensure_agent(self.conn, agent, now)
+                # the neighbours were read before the write lock: another process may have erased some since
+                alive = self._existing({m.id for m, _ in neigh})
+                neigh = [(m, sim) for m, sim in neigh if m.id in alive]
+                contradicted = [c for c in contradicted if c in alive]
+                near = near if near is not None and near.id in alive else None
                 row = self.conn.execute(
                     "SELECT id FROM memories WHERE namespace=? AND content_hash=?", (namespace, h)
                 ).fetchone()

@@ -395,3 +395,23 @@ def test_a_rerun_forget_does_not_claim_success_while_a_reader_holds_the_wal(tmp_
     done = CliRunner().invoke(cli, args)
     assert done.exit_code == 0 and "nothing matches" in done.output
     assert all(b"Blorpsecret" not in p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+
+
+def test_a_forget_by_another_process_during_a_write_loses_nothing(tmp_path, monkeypatch):
+    """The neighbours of a write are read before its lock: one erased meanwhile made the write fail (a foreign
+    key error, or a KeyError for an erased near-duplicate) and the new memory was lost."""
+    from memory_store.store import MemoryStore
+
+    db = tmp_path / "m.db"
+    with MemoryStore(db, embedder="tfidf") as a, MemoryStore(db, embedder="tfidf") as b:
+        first = a.remember("The staging API server listens on port 8443", agent="mcp:x").id
+        real = MemoryStore._content_flags
+
+        def erase_then_flag(self, *args, **kwargs):
+            if self is a:
+                b.forget(ids=[first])
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(MemoryStore, "_content_flags", erase_then_flag)
+        res = a.remember("The staging API server listens on port 8443 today", agent="mcp:y")
+        assert res.id != first and a.get(res.id).content.endswith("today")
