@@ -110,11 +110,23 @@ class WriteResult:
 
 
 def _memory(row: tuple[Any, ...]) -> Memory:
-    return Memory(*row[:3], _json_list(row[3]), *row[4:9], _json_list(row[9]), *row[10:13])
+    return Memory(*row[:3], _json_list(row[3], row[0]), *row[4:9], _json_list(row[9], row[0]), *row[10:13])
 
 
-def _json_list(text: str) -> list[Any]:
-    return [] if text == "[]" else json.loads(text)  # most rows have no tags or flags: skip the decoder
+def _json_list(text: Any, memory_id: int) -> list[Any]:
+    """A stored tags or flags list; a damaged one (edited by hand, a bad page) is one line naming the memory."""
+    if text == "[]":  # most rows have no tags or flags: skip the decoder
+        return []
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError) as e:
+        value = e
+    if not isinstance(value, list):
+        raise IntegrityError(
+            f"memory {memory_id} in the memory database is damaged (its tags or flags {text!r:.60} are no JSON "
+            "list); export what is readable or recover the file with `sqlite3 DB .recover`"
+        )
+    return value
 
 
 def check_name(value: str, what: str) -> str:

@@ -415,3 +415,22 @@ def test_a_forget_by_another_process_during_a_write_loses_nothing(tmp_path, monk
         monkeypatch.setattr(MemoryStore, "_content_flags", erase_then_flag)
         res = a.remember("The staging API server listens on port 8443 today", agent="mcp:y")
         assert res.id != first and a.get(res.id).content.endswith("today")
+
+
+def test_a_damaged_tags_field_is_one_line_naming_the_memory(tmp_path):
+    import sqlite3
+
+    from memory_store.store import MemoryStore
+    from protect.errors import IntegrityError
+
+    with MemoryStore(tmp_path / "m.db", embedder="tfidf") as s:
+        s.remember("hello world", tags=["a"])
+    conn = sqlite3.connect(tmp_path / "m.db")
+    conn.execute("UPDATE memories SET tags = 'not json'")
+    conn.commit()
+    conn.close()
+    with (
+        MemoryStore(tmp_path / "m.db", embedder="tfidf") as s,
+        pytest.raises(IntegrityError, match="memory 1"),
+    ):
+        s.list_recent()
