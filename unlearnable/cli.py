@@ -225,8 +225,9 @@ def _dry_run(src: Path, dst: Path, fmt: str, what: str) -> None:
         return
     files = require_images(src, exclude=(dst,))
     unreadable = {f: reason for f in files if (reason := probe_image(f))}
-    plan = plan_outputs(dst, [relative(f, src) for f in files], fmt)  # the real run plans every listed file
-    rels = [relative(f, src) for f in files if f not in unreadable]
+    rel = {f: relative(f, src) for f in files}
+    plan = plan_outputs(dst, rel.values(), fmt)  # the real run plans every listed file, readable or not
+    rels = [rel[f] for f in files if f not in unreadable]
     folders = sorted({rel.parts[0] for rel in rels if len(rel.parts) > 1})
     click.echo(
         f"would protect {len(rels)} file(s) from {src} -> {dst} ({what}, "
