@@ -367,6 +367,19 @@ def test_caption_file_paths_are_normalised(tmp_path, photos):
     assert len(report["images"]) == 3 and not report["skipped"]
 
 
+def test_noise_entries_that_match_no_image_are_warned(tmp_path, photos, caplog):
+    files = ["cat/p0.png", "cat/p1.png", "dog/p2.png", "bird/p3.png"]
+    _noise(np.full((4, 16, 16, 3), 4 / 255), files=files, eps=8 / 255).save(tmp_path / "n.npz")
+    with caplog.at_level("WARNING"):
+        assert apply_noise(tmp_path / "n.npz", photos, tmp_path / "out") == 0
+    assert "1 of 4 noise entries match no image" in caplog.text and "'bird/p3.png'" in caplog.text
+    caplog.clear()
+    _noise(np.full((3, 16, 16, 3), 4 / 255), eps=8 / 255).save(tmp_path / "n.npz")
+    with caplog.at_level("WARNING"):
+        assert apply_noise(tmp_path / "n.npz", photos, tmp_path / "out2") == 0
+    assert "match no image" not in caplog.text
+
+
 def test_captions_path_that_is_a_folder(tmp_path):
     with pytest.raises(ConfigError, match="cannot read captions file"):
         read_captions(tmp_path)

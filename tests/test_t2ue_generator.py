@@ -241,6 +241,15 @@ def test_noise_size_and_out_are_checked(gen_dir, tmp_path):
     assert "existing folder" in _one_line_error(_noise_cli(gen_dir, tmp_path, out=tmp_path / "d.npz"))
 
 
+def test_noise_never_replaces_an_existing_file_unasked(gen_dir, tmp_path):
+    kept = tmp_path / "pairs.npz"
+    kept.write_bytes(b"the owner's pairs")
+    line = _one_line_error(_noise_cli(gen_dir, tmp_path, out=kept))
+    assert "exists; pass --overwrite" in line and kept.read_bytes() == b"the owner's pairs"
+    assert _noise_cli(gen_dir, tmp_path, "--overwrite", out=kept).exit_code == 0
+    assert len(np.load(kept)["delta"]) == 2
+
+
 def test_protect_images_t2ue_epsilon_is_the_cap(gen_dir, tmp_path):
     from click.testing import CliRunner
     from PIL import Image

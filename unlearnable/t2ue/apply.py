@@ -13,6 +13,7 @@ against a local cap (`--epsilon`, default 8/255) and refuses non-finite noise.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import unicodedata
 import zipfile
@@ -26,9 +27,11 @@ import torch.nn.functional as F
 
 from protect.batch import CopyJob, WriteOptions
 from protect.errors import ConfigError, IntegrityError
-from protect.imageio import ArrayDataset, npz_arrays
+from protect.imageio import ArrayDataset, npz_arrays, relative
 from protect.paths import atomic_path
 from unlearnable.t2ue.data import clean_file_name
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CAP = 8 / 255
 #: float32 slack when comparing a bound with the cap ([0, 1] units; 1e-6 is 0.0003 of one 8-bit level)
@@ -284,7 +287,24 @@ def write_protected(
             notes = [picture.meta.get("note"), resize_note(delta, picture.pixels)]
             extra = {"note": "; ".join(n for n in notes if n)} if notes[1] else {}
             job.write(picture, add_noise(picture.pixels, delta, eps), **extra)
+        if by_file is not None:
+            _warn_unused(by_file, job)
         return job
+
+
+def _warn_unused(by_file: dict[str, np.ndarray], job: CopyJob) -> None:
+    """Say how many noise entries matched no image in SRC: a renamed folder or a CSV of another set would
+    otherwise protect only part of what the owner thinks it does, with no sign of it."""
+    present = {_file_key(relative(p, job.src).as_posix()) for p in job.sources()}
+    unused = sorted(set(by_file) - present)
+    if unused:
+        log.warning(
+            "%d of %d noise entries match no image in %s (e.g. %s): check the captions CSV's file names",
+            len(unused),
+            len(by_file),
+            job.src,
+            ", ".join(map(repr, unused[:3])),
+        )
 
 
 def _by_file(noise: NoiseSet) -> dict[str, np.ndarray] | None:

@@ -136,6 +136,7 @@ def train(
 @click.option(
     "--template", default="a photo of a {}", show_default=True, help="Prompt template for --classes."
 )
+@click.option("--overwrite", is_flag=True, help="Replace an existing file at --out.")
 @device_options
 def noise(
     captions: Path | None,
@@ -144,6 +145,7 @@ def noise(
     out: Path,
     classes: str | None,
     template: str,
+    overwrite: bool,
     device: str,
     seed: int,
 ) -> None:
@@ -164,6 +166,8 @@ def noise(
         raise ConfigError(f"--out must end in .npz, got {out}")
     if out.is_dir():
         raise ConfigError(f"--out {out} is an existing folder; give a .npz file path")
+    if out.exists() and not overwrite:
+        raise ConfigError(f"--out {out} exists; pass --overwrite to replace it, or choose another file")
     if classes is not None:
         names = [c.strip() for c in classes.split(",")]
         result = classwise_noise(
