@@ -309,7 +309,14 @@ def approve(memory_id: int, db_path: Path | None, embedder: str) -> None:
     """
     with _open(db_path, embedder) as store:
         m = store.approve(memory_id)
+        floor = store.min_trust
     click.echo(f"approved {m.id}: {shown(m.content)}")
+    if m.trust is not None and m.trust < floor:
+        click.echo(
+            f"warning: its agent {shown(m.agent)} has trust {m.trust:.2f}, below {floor:.2f}, so none of its "
+            "memories is served yet (see `protect memory trust`); trust recovers as the agent's signals decay",
+            err=True,
+        )
 
 
 @memory.command()

@@ -681,7 +681,8 @@ class MemoryStore:
 
     @_guard
     def approve(self, memory_id: int) -> Memory:
-        """The user releases a quarantined memory (it is then served like any other)."""
+        """The user releases a quarantined memory. Returned with its agent's current `trust`: below `min_trust`
+        the memory is still not served, as none of that agent's are, until its trust recovers."""
         check_id(memory_id)
         with self._lock, db.transaction(self.conn, busy_timeout=self.busy_timeout):
             if not self.conn.execute("UPDATE memories SET status='active' WHERE id=?", (memory_id,)).rowcount:
@@ -691,7 +692,8 @@ class MemoryStore:
                 (memory_id, trust.USER, "approve", "", time.time()),
             )
             context.refresh(self.conn, context.around(self.conn, [memory_id]))
-        return self.get(memory_id)
+        m = self.get(memory_id)
+        return replace(m, trust=trust.trust_map(self.conn, {m.agent}, time.time())[m.agent])
 
     # ------------------------------------------------------------------ read
     @_guard
